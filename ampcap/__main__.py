@@ -1,0 +1,3 @@
+from ampcap.cli import main
+
+main()

@@ -1,0 +1,206 @@
+"""Files that pass between stages: atomic writes, hashes, and audio reads with clear errors.
+
+Everything here is shared vocabulary: the stages use it, it imports no stage.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import soundfile as sf
+
+from ampcap.errors import AmpcapError, AudioFileError
+
+
+def _disk_error(path: Path, exc: OSError) -> AmpcapError:
+    if exc.errno == errno.ENOSPC:
+        return AmpcapError(
+            f"The disk is full: could not write {path}. Free some space and run the command "
+            "again; files written before this one are intact."
+        )
+    return AmpcapError(f"Could not write {path}: {exc.strerror or exc}. Check the folder exists "
+                       "and is writable, then run the command again.")
+
+
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
+    """Replace ``path`` with ``data`` so that a reader sees the old or the new file, never half.
+
+    The bytes go to a temporary file in the same folder, are flushed to disk, then renamed over
+    ``path``. On a write error (disk full, folder removed) the old file is left untouched and an
+    :class:`AmpcapError` says so.
+    """
+    path = Path(path)
+    tmp_name = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp_name, path)
+        tmp_name = None
+    except OSError as exc:
+        raise _disk_error(path, exc) from exc
+    finally:
+        if tmp_name is not None:
+            try:
+                os.unlink(tmp_name)
+            except OSError:
+                pass
+
+
+def atomic_write_json(path: str | os.PathLike[str], document: Any) -> None:
+    """Write ``document`` as indented JSON, atomically (see :func:`atomic_write_bytes`)."""
+    text = json.dumps(document, indent=2, allow_nan=False) + "\n"
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def read_json(path: str | os.PathLike[str], what: str) -> Any:
+    """Read a JSON file, raising :class:`AmpcapError` that names ``what`` it should have been."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise AmpcapError(f"{path} does not exist: expected {what}.") from exc
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise AmpcapError(f"{path} is not valid JSON ({exc}); expected {what}. Was it edited "
+                          "by hand or cut short?") from exc
+
+
+def sha256_file(path: str | os.PathLike[str], chunk_bytes: int = 1 << 20) -> str:
+    """Hex SHA-256 of a file's bytes, read in chunks so memory stays flat."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(chunk_bytes):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def sha256_array(samples: np.ndarray) -> str:
+    """Hex SHA-256 of an array's float32 little-endian bytes (independent of file container)."""
+    return hashlib.sha256(np.ascontiguousarray(samples, dtype="<f4").tobytes()).hexdigest()
+
+
+@dataclass(frozen=True)
+class AudioInfo:
+    """What an audio file holds, read from its header."""
+
+    path: Path
+    sample_rate_hz: int
+    frames: int
+    channels: int
+
+    @property
+    def seconds(self) -> float:
+        return self.frames / self.sample_rate_hz
+
+
+def audio_info(path: str | os.PathLike[str]) -> AudioInfo:
+    """Read an audio file's header; a missing or non-audio file raises :class:`AudioFileError`."""
+    path = Path(path)
+    if not path.exists():
+        raise AudioFileError(f"{path} does not exist. Check the path and try again.")
+    if path.is_dir():
+        raise AudioFileError(f"{path} is a folder, not an audio file.")
+    try:
+        info = sf.info(str(path))
+    except (sf.LibsndfileError, RuntimeError) as exc:
+        raise AudioFileError(
+            f"{path} is not an audio file soundfile can read ({exc}). Use WAV, FLAC or AIFF."
+        ) from exc
+    return AudioInfo(path, int(info.samplerate), int(info.frames), int(info.channels))
+
+
+def read_audio(
+    path: str | os.PathLike[str],
+    *,
+    sample_rate_hz: int | None = None,
+    channels: int | None = None,
+    allow_silence: bool = False,
+    start: int = 0,
+    frames: int = -1,
+) -> tuple[np.ndarray, int]:
+    """Read audio as float32 of shape ``(frames, channels)``, validated.
+
+    Parameters
+    ----------
+    path : path-like
+        WAV, FLAC, AIFF or anything libsndfile reads.
+    sample_rate_hz : int, optional
+        When given, a file at another rate is refused (the message says how to resample).
+    channels : int, optional
+        When given, a file with another channel count is refused, naming both counts.
+    allow_silence : bool, default False
+        When False, an all-zero (or below -120 dBFS peak) file is refused.
+    start, frames : int
+        Read ``frames`` frames from ``start`` (``-1``: to the end).
+
+    Returns
+    -------
+    samples : numpy.ndarray, float32, shape (frames, channels)
+    sample_rate_hz : int
+
+    Raises
+    ------
+    AudioFileError
+        Missing, not audio, truncated, wrong rate or channel count, NaN/Inf, or silent.
+    """
+    info = audio_info(path)
+    if sample_rate_hz is not None and info.sample_rate_hz != sample_rate_hz:
+        raise AudioFileError(
+            f"{info.path} is at {info.sample_rate_hz} Hz but {sample_rate_hz} Hz is expected. "
+            f"Resample it to {sample_rate_hz} Hz (for example with sox: "
+            f"`sox in.wav -r {sample_rate_hz} out.wav`) or use a rig at {info.sample_rate_hz} Hz."
+        )
+    if channels is not None and info.channels != channels:
+        raise AudioFileError(
+            f"{info.path} has {info.channels} channel(s) but {channels} is expected."
+            + (" Mix or pick one channel first (a stereo DI is usually a mono signal twice)."
+               if channels == 1 else "")
+        )
+    try:
+        samples, rate = sf.read(str(info.path), dtype="float32", always_2d=True,
+                                start=start, frames=frames)
+    except (sf.LibsndfileError, RuntimeError) as exc:
+        raise AudioFileError(f"{info.path} could not be read ({exc}); it may be corrupt.") from exc
+    expected = (info.frames - start) if frames < 0 else min(frames, info.frames - start)
+    if samples.shape[0] < expected:
+        raise AudioFileError(
+            f"{info.path} is truncated: its header promises {expected} frames from frame {start} "
+            f"but only {samples.shape[0]} could be read. Copy or export the file again."
+        )
+    if not np.isfinite(samples).all():
+        bad = int(np.size(samples) - np.count_nonzero(np.isfinite(samples)))
+        raise AudioFileError(
+            f"{info.path} contains {bad} NaN or infinite sample(s). Export it again from its source."
+        )
+    if not allow_silence and (samples.size == 0 or float(np.max(np.abs(samples))) < 1e-6):
+        raise AudioFileError(f"{info.path} is silent (peak below -120 dBFS). Is it the right file?")
+    return samples, int(rate)
+
+
+def write_audio(path: str | os.PathLike[str], samples: np.ndarray, sample_rate_hz: int) -> None:
+    """Write float32 WAV atomically. ``samples`` has shape (frames,) or (frames, channels)."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        sf.write(str(tmp), np.asarray(samples, dtype=np.float32), sample_rate_hz,
+                 subtype="FLOAT", format="WAV")
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise _disk_error(path, exc) from exc
+    except sf.LibsndfileError as exc:
+        raise _disk_error(path, OSError(errno.EIO, str(exc))) from exc
+    finally:
+        if tmp.exists():
+            tmp.unlink()

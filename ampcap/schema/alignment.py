@@ -1,0 +1,88 @@
+"""The alignment manifest, ``captures/<session>/aligned/alignment.json``.
+
+``ampcap align`` writes one aligned pair per take to ``aligned/<take stem>.wav``: float32, two
+channels ``[input, target]``, **on the program's time axis** (frame n of the aligned file is
+frame n of ``program.wav``) and exactly as long as the program. ``input`` is what reached the
+device (the loopback, or the program itself when a take has no usable loopback) and ``target``
+is the device's output with its latency, drift and polarity undone. The raw takes are never
+rewritten. Section and source offsets of the session manifest therefore apply unchanged.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ampcap.errors import SessionError
+from ampcap.files import atomic_write_json, read_json
+
+SCHEMA_VERSION = 1
+ALIGNED_DIR = "aligned"
+MANIFEST_NAME = "alignment.json"
+ALIGNED_CHANNELS = ("input", "target")
+VERDICTS = ("ok", "warning", "failed")
+
+
+@dataclass(frozen=True)
+class AlignedTake:
+    """One take's alignment: where its pair is, the verdict, and the estimates behind it.
+
+    ``estimates`` maps names with units (``latency_samples``, ``device_latency_samples``,
+    ``drift_ppm``, ``polarity``, ``snr_db``, ``repeatability_esr``...) to numbers.
+    ``messages`` are plain-language warnings, each saying what to do.
+    """
+
+    knobs: dict[str, float]
+    raw_file: str
+    file: str
+    verdict: str
+    messages: tuple[str, ...] = ()
+    estimates: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class AlignmentManifest:
+    """All takes of a session, aligned; ``session_sha256`` ties it to the session it came from."""
+
+    schema_version: int
+    ampcap_version: str
+    created_at: str
+    session_sha256: str
+    program_sha256: str
+    sample_rate_hz: int
+    takes: tuple[AlignedTake, ...]
+    session_checks: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], where: str = MANIFEST_NAME) -> AlignmentManifest:
+        try:
+            if data["schema_version"] != SCHEMA_VERSION:
+                raise SessionError(
+                    f"{where} has schema version {data['schema_version']}; this ampcap reads "
+                    f"{SCHEMA_VERSION}. Run `ampcap align` again."
+                )
+            takes = tuple(
+                AlignedTake(**{**t, "messages": tuple(t.get("messages", ()))}) for t in data["takes"]
+            )
+            return cls(**{**data, "takes": takes})
+        except (KeyError, TypeError) as exc:
+            raise SessionError(f"{where} is damaged ({exc!r}); run `ampcap align` again.") from exc
+
+
+def load_alignment(session_folder: str | Path) -> AlignmentManifest:
+    """Read a session's alignment; an unaligned session gets a message that says to align it."""
+    path = Path(session_folder) / ALIGNED_DIR / MANIFEST_NAME
+    if not path.exists():
+        raise SessionError(
+            f"{session_folder} has not been aligned ({path} is missing). Run "
+            f"`ampcap align {session_folder}` first."
+        )
+    return AlignmentManifest.from_dict(read_json(path, "an ampcap alignment manifest"), str(path))
+
+
+def save_alignment(session_folder: str | Path, manifest: AlignmentManifest) -> None:
+    atomic_write_json(Path(session_folder) / ALIGNED_DIR / MANIFEST_NAME, manifest.to_dict())

@@ -1,0 +1,120 @@
+"""The dataset manifest, ``data/<name>/manifest.json``, the only thing training reads.
+
+A dataset folder holds ``{train,val,test}/input.wav`` (float32, channels
+``[audio, knob_1 ... knob_n]`` with knob values normalised to [0, 1] over each knob's range) and
+``{train,val,test}/target.wav`` (float32, mono), plus this manifest. Each split file is a
+concatenation of *pieces*: one time block of DI material at one knob setting. A piece never
+spans two blocks, two sources or two settings, so a trainer cuts its segments inside pieces.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ampcap.errors import DatasetError
+from ampcap.files import atomic_write_json, read_json
+from ampcap.schema.session import Knob
+
+SCHEMA_VERSION = 1
+MANIFEST_NAME = "manifest.json"
+SPLITS = ("train", "val", "test")
+
+
+@dataclass(frozen=True)
+class Block:
+    """A time block of DI material; ``start``/``length`` in samples on the session's program axis."""
+
+    id: int
+    session: int
+    source: str
+    kind: str
+    split: str
+    start: int
+    length: int
+
+
+@dataclass(frozen=True)
+class Piece:
+    """One block at one setting, at ``offset`` (samples) in its split's files.
+
+    ``heldout`` is True for a knob setting kept out of training (``--holdout``).
+    """
+
+    split: str
+    block: int
+    knobs: dict[str, float]
+    offset: int
+    length: int
+    heldout: bool = False
+
+
+@dataclass(frozen=True)
+class SplitFiles:
+    input: str
+    target: str
+    frames: int
+
+
+@dataclass(frozen=True)
+class DatasetManifest:
+    schema_version: int
+    ampcap_version: str
+    created_at: str
+    sample_rate_hz: int
+    knobs: tuple[Knob, ...]
+    settings: tuple[dict[str, float], ...]
+    heldout: tuple[dict[str, float], ...]
+    sessions: tuple[dict[str, Any], ...]
+    seed: int
+    block_seconds: float
+    guard_ms: float
+    ratios: dict[str, float]
+    blocks: tuple[Block, ...]
+    pieces: tuple[Piece, ...]
+    splits: dict[str, SplitFiles]
+    minutes: dict[str, dict[str, float]] = field(default_factory=dict)
+
+    def pieces_of(self, split: str) -> tuple[Piece, ...]:
+        return tuple(p for p in self.pieces if p.split == split)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], where: str = MANIFEST_NAME) -> DatasetManifest:
+        try:
+            if data["schema_version"] != SCHEMA_VERSION:
+                raise DatasetError(
+                    f"{where} has schema version {data['schema_version']}; this ampcap reads "
+                    f"{SCHEMA_VERSION}. Run `ampcap split` again."
+                )
+            return cls(
+                **{
+                    **data,
+                    "knobs": tuple(Knob(**k) for k in data["knobs"]),
+                    "settings": tuple(data["settings"]),
+                    "heldout": tuple(data["heldout"]),
+                    "sessions": tuple(data["sessions"]),
+                    "blocks": tuple(Block(**b) for b in data["blocks"]),
+                    "pieces": tuple(Piece(**p) for p in data["pieces"]),
+                    "splits": {k: SplitFiles(**v) for k, v in data["splits"].items()},
+                }
+            )
+        except (KeyError, TypeError) as exc:
+            raise DatasetError(f"{where} is damaged or not an ampcap dataset ({exc!r}).") from exc
+
+
+def load_dataset(folder: str | Path) -> DatasetManifest:
+    path = Path(folder) / MANIFEST_NAME
+    if not path.exists():
+        raise DatasetError(
+            f"{folder} is not an ampcap dataset: it has no {MANIFEST_NAME}. Build one with "
+            "`ampcap split SESSION --out FOLDER`."
+        )
+    return DatasetManifest.from_dict(read_json(path, "an ampcap dataset manifest"), str(path))
+
+
+def save_dataset(folder: str | Path, manifest: DatasetManifest) -> None:
+    atomic_write_json(Path(folder) / MANIFEST_NAME, manifest.to_dict())

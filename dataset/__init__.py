@@ -1,0 +1,1 @@
+"""Dataset: alignment, quality checks, splits, dataset manifests and exports to other layouts."""

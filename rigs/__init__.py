@@ -1,0 +1,1 @@
+"""Shipped rig files (package data): one TOML per audio interface or virtual rig."""

@@ -1,0 +1,1 @@
+"""Training: models, losses, the training loop, evaluation, model exports and rendering."""
