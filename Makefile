@@ -18,7 +18,7 @@ export MALLOC_TOP_PAD_ ?= 268435456
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet --upgrade pip "setuptools>=70.1"
 	$(PY) -m pip install --quiet $(TORCH_SPEC)
 	$(PY) -m pip install --quiet -e ".[test,midi]"
 	touch $@
@@ -56,6 +56,7 @@ demo: install clean-demo
 
 lint: install
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 
 test: install system-deps lint
 	$(PY) -m pytest

@@ -26,8 +26,10 @@ def _disk_error(path: Path, exc: OSError) -> AmpcapError:
             f"The disk is full: could not write {path}. Free some space and run the command "
             "again; files written before this one are intact."
         )
-    return AmpcapError(f"Could not write {path}: {exc.strerror or exc}. Check the folder exists "
-                       "and is writable, then run the command again.")
+    return AmpcapError(
+        f"Could not write {path}: {exc.strerror or exc}. Check the folder exists "
+        "and is writable, then run the command again."
+    )
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
@@ -72,8 +74,10 @@ def read_json(path: str | os.PathLike[str], what: str) -> Any:
     except FileNotFoundError as exc:
         raise AmpcapError(f"{path} does not exist: expected {what}.") from exc
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise AmpcapError(f"{path} is not valid JSON ({exc}); expected {what}. Was it edited "
-                          "by hand or cut short?") from exc
+        raise AmpcapError(
+            f"{path} is not valid JSON ({exc}); expected {what}. Was it edited "
+            "by hand or cut short?"
+        ) from exc
 
 
 def sha256_file(path: str | os.PathLike[str], chunk_bytes: int = 1 << 20) -> str:
@@ -164,12 +168,16 @@ def read_audio(
     if channels is not None and info.channels != channels:
         raise AudioFileError(
             f"{info.path} has {info.channels} channel(s) but {channels} is expected."
-            + (" Mix or pick one channel first (a stereo DI is usually a mono signal twice)."
-               if channels == 1 else "")
+            + (
+                " Mix or pick one channel first (a stereo DI is usually a mono signal twice)."
+                if channels == 1
+                else ""
+            )
         )
     try:
-        samples, rate = sf.read(str(info.path), dtype="float32", always_2d=True,
-                                start=start, frames=frames)
+        samples, rate = sf.read(
+            str(info.path), dtype="float32", always_2d=True, start=start, frames=frames
+        )
     except (sf.LibsndfileError, RuntimeError) as exc:
         raise AudioFileError(f"{info.path} could not be read ({exc}); it may be corrupt.") from exc
     expected = (info.frames - start) if frames < 0 else min(frames, info.frames - start)
@@ -194,8 +202,13 @@ def write_audio(path: str | os.PathLike[str], samples: np.ndarray, sample_rate_h
     tmp = path.with_name(f".{path.name}.tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        sf.write(str(tmp), np.asarray(samples, dtype=np.float32), sample_rate_hz,
-                 subtype="FLOAT", format="WAV")
+        sf.write(
+            str(tmp),
+            np.asarray(samples, dtype=np.float32),
+            sample_rate_hz,
+            subtype="FLOAT",
+            format="WAV",
+        )
         os.replace(tmp, path)
     except OSError as exc:
         raise _disk_error(path, exc) from exc

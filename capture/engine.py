@@ -86,11 +86,19 @@ class TakeWriter:
     def __enter__(self) -> TakeWriter:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._file = sf.SoundFile(str(self.path), "w", samplerate=self.sample_rate_hz,
-                                      channels=self.channels, subtype="FLOAT", format="WAV")
+            self._file = sf.SoundFile(
+                str(self.path),
+                "w",
+                samplerate=self.sample_rate_hz,
+                channels=self.channels,
+                subtype="FLOAT",
+                format="WAV",
+            )
         except (OSError, sf.LibsndfileError) as exc:
-            raise CaptureError(f"Could not create {self.path}: {exc}. Check the folder is "
-                               "writable and the disk has space.") from exc
+            raise CaptureError(
+                f"Could not create {self.path}: {exc}. Check the folder is "
+                "writable and the disk has space."
+            ) from exc
         self._thread.start()
         return self
 

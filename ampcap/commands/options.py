@@ -5,7 +5,9 @@ from __future__ import annotations
 import click
 
 json_option = click.option(
-    "--json", "as_json", is_flag=True,
+    "--json",
+    "as_json",
+    is_flag=True,
     help="Print one JSON document with the results on stdout (progress stays on stderr).",
 )
 seed_option = click.option(

@@ -66,7 +66,8 @@ class AlignmentManifest:
                     f"{SCHEMA_VERSION}. Run `ampcap align` again."
                 )
             takes = tuple(
-                AlignedTake(**{**t, "messages": tuple(t.get("messages", ()))}) for t in data["takes"]
+                AlignedTake(**{**t, "messages": tuple(t.get("messages", ()))})
+                for t in data["takes"]
             )
             return cls(**{**data, "takes": takes})
         except (KeyError, TypeError) as exc:

@@ -20,7 +20,15 @@ MANIFEST_NAME = "session.json"
 PROGRAM_NAME = "program.wav"
 TAKES_DIR = "takes"
 TAKE_CHANNELS = ("loopback", "device")
-SECTION_NAMES = ("preroll", "marker_start", "reference_1", "di", "reference_2", "marker_end", "tail")
+SECTION_NAMES = (
+    "preroll",
+    "marker_start",
+    "reference_1",
+    "di",
+    "reference_2",
+    "marker_end",
+    "tail",
+)
 TAKE_STATUSES = ("pending", "partial", "complete", "failed")
 SOURCE_KINDS = ("guitar", "bass", "other")
 
@@ -144,8 +152,10 @@ class SessionManifest:
         for knob in self.knobs:
             if knob.name == name:
                 return knob
-        raise SessionError(f"The session has no knob {name!r}; its knobs are "
-                           f"{', '.join(k.name for k in self.knobs)}.")
+        raise SessionError(
+            f"The session has no knob {name!r}; its knobs are "
+            f"{', '.join(k.name for k in self.knobs)}."
+        )
 
     def with_take(self, index: int, **changes: Any) -> SessionManifest:
         """A copy with take ``index`` changed (manifests are values; write the copy back)."""
