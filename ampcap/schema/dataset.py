@@ -24,7 +24,13 @@ SPLITS = ("train", "val", "test")
 
 @dataclass(frozen=True)
 class Block:
-    """A time block of DI material; ``start``/``length`` in samples on the session's program axis."""
+    """A time block of DI material; ``start``/``length`` in samples on the session's program axis.
+
+    ``start``/``length`` are what the split files hold. ``trim_start``/``trim_stop`` are the
+    samples the guard gaps removed from each end of the nominal block (the nominal block starts
+    at ``start - trim_start``). ``source_sha256`` names the DI material: blocks of the same
+    material in several sessions share their split.
+    """
 
     id: int
     session: int
@@ -33,6 +39,9 @@ class Block:
     split: str
     start: int
     length: int
+    source_sha256: str = ""
+    trim_start: int = 0
+    trim_stop: int = 0
 
 
 @dataclass(frozen=True)
@@ -52,13 +61,29 @@ class Piece:
 
 @dataclass(frozen=True)
 class SplitFiles:
+    """One split's files (relative to the dataset folder) and their length in frames.
+
+    ``input_sha256``/``target_sha256`` are :func:`ampcap.files.sha256_array` of the samples.
+    """
+
     input: str
     target: str
     frames: int
+    input_sha256: str = ""
+    target_sha256: str = ""
 
 
 @dataclass(frozen=True)
 class DatasetManifest:
+    """What a dataset holds and how it was cut.
+
+    ``settings`` are all knob settings in the dataset (dial values), ``heldout`` the ones kept
+    out of train and val. ``minutes[split][setting label]`` is the audio per split per setting
+    (labels like ``"isf=2.5"``). ``fingerprint`` hashes the inputs and options that made the
+    dataset: the same fingerprint means the same bytes in every split file. ``exports`` maps an
+    export format to its folder, relative to the dataset folder.
+    """
+
     schema_version: int
     ampcap_version: str
     created_at: str
@@ -75,6 +100,11 @@ class DatasetManifest:
     pieces: tuple[Piece, ...]
     splits: dict[str, SplitFiles]
     minutes: dict[str, dict[str, float]] = field(default_factory=dict)
+    # Added in ampcap 0.1 with defaults, so manifests without them still load.
+    name: str = ""
+    fingerprint: str = ""
+    notes: tuple[str, ...] = ()
+    exports: dict[str, str] = field(default_factory=dict)
 
     def pieces_of(self, split: str) -> tuple[Piece, ...]:
         return tuple(p for p in self.pieces if p.split == split)
@@ -100,6 +130,7 @@ class DatasetManifest:
                     "blocks": tuple(Block(**b) for b in data["blocks"]),
                     "pieces": tuple(Piece(**p) for p in data["pieces"]),
                     "splits": {k: SplitFiles(**v) for k, v in data["splits"].items()},
+                    "notes": tuple(data.get("notes", ())),
                 }
             )
         except (KeyError, TypeError) as exc:
