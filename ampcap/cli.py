@@ -62,7 +62,10 @@ def main(argv: list[str] | None = None) -> None:
     """Entry point: run the CLI and turn user errors into a message and exit status 2."""
     debug = os.environ.get("AMPCAP_DEBUG") == "1"
     try:
-        cli.main(args=argv, prog_name="ampcap", standalone_mode=False)
+        # Without standalone mode click returns a command's `Exit(code)` instead of exiting.
+        code = cli.main(args=argv, prog_name="ampcap", standalone_mode=False)
+        if isinstance(code, int) and code:
+            sys.exit(code)
     except AmpcapError as exc:
         if debug:
             raise

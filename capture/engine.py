@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import errno
 import queue
+import shutil
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -61,6 +62,17 @@ class AudioEngine(Protocol):
     def stop(self) -> None:
         """Ask a running take to stop as soon as it can (safe from a signal handler)."""
         ...
+
+
+# Less free space than this after a failed write: the disk is full.
+_FULL_DISK_BYTES = 1 << 20
+
+
+def _free_bytes(folder: Path) -> int:
+    try:
+        return shutil.disk_usage(folder).free
+    except OSError:
+        return _FULL_DISK_BYTES  # the folder is gone: not a full disk
 
 
 class TakeWriter:
@@ -125,6 +137,8 @@ class TakeWriter:
     def _write_failure(self) -> CaptureError:
         exc = self._error
         full = isinstance(exc, OSError) and exc.errno == errno.ENOSPC or "space" in str(exc).lower()
+        # libsndfile reports a full disk as a bare "System error."; the free space tells.
+        full = full or _free_bytes(self.path.parent) < _FULL_DISK_BYTES
         cause = "the disk is full" if full else f"a write failed ({exc})"
         return CaptureError(
             f"Recording stopped because {cause} while writing {self.path}. The first "

@@ -1,0 +1,770 @@
+"""The recording loop: a session folder, its program, and one take per knob setting.
+
+``record_session`` is what ``ampcap record`` runs. It
+
+1. builds the program (built-in DI or ``--di`` files) and checks its level (nothing plays yet);
+2. checks the ``--out`` folder: empty or missing starts a new session; a folder holding the
+   same session (same resolved rig, program hash and knob plan) resumes it; anything else is
+   refused with :class:`~ampcap.errors.SessionError` and left untouched;
+3. opens the engine (the virtual rig, or ``ampcap.capture.audio.open_engine``), checks that the
+   knobs can be set, writes ``program.wav`` and ``session.json``;
+4. per take in plan order: sets the knobs, records the program through the engine into
+   ``takes/<knob>=<value>.wav`` (streamed by :class:`~ampcap.capture.engine.TakeWriter`) and
+   rewrites ``session.json`` atomically. A take with any under/overflow is recorded again, up to
+   :data:`MAX_ATTEMPTS` times. A complete take is skipped, or replaced only with ``retake``.
+
+Ctrl-C or SIGTERM during a take stops the engine, keeps the frames recorded so far, marks the
+take ``partial``, writes the manifest and raises :class:`RecordingInterrupted`; running the same
+command again resumes at the first take that is not complete. A write error stops the same way
+with a :class:`~ampcap.errors.CaptureError` that says what was kept.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import signal
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from ampcap import __version__
+from ampcap.capture.di import BUILTIN_PEAK_DBFS, DiSource, builtin_di, load_di_files
+from ampcap.capture.engine import AudioEngine, TakeResult, TakeWriter
+from ampcap.capture.knobs import QUIT, REDO, KnobController, knob_settings
+from ampcap.capture.plan import KnobRange
+from ampcap.capture.program import BuiltProgram, build_program
+from ampcap.capture.rig import Rig
+from ampcap.errors import AmpcapError, AudioFileError, CaptureError, SessionError, UsageError
+from ampcap.files import read_audio, sha256_array, write_audio
+from ampcap.schema.session import (
+    MANIFEST_NAME,
+    PROGRAM_NAME,
+    SCHEMA_VERSION,
+    TAKE_CHANNELS,
+    Knob,
+    SessionManifest,
+    Take,
+    load_session,
+    save_session,
+    take_file_name,
+)
+
+#: Recordings of one take before a session stops on repeated dropouts.
+MAX_ATTEMPTS = 3
+#: Peaks below this are written as this (JSON has no -inf).
+SILENCE_DBFS = -200.0
+
+
+class RecordingInterrupted(CaptureError):
+    """Ctrl-C or SIGTERM stopped a take; what was recorded is on disk and in the manifest."""
+
+    def __init__(self, message: str, signal_number: int) -> None:
+        super().__init__(message)
+        self.exit_code = 128 + signal_number
+
+
+class Monitor(Protocol):
+    """What the CLI's live meter implements; every method is called from the main thread."""
+
+    def take_started(self, take: Take, step: int, total: int, frames: int) -> None: ...
+
+    def take_progress(self, frames_done: int, block: np.ndarray) -> None: ...
+
+    def take_finished(self, take: Take) -> None: ...
+
+
+class _NoMonitor:
+    def take_started(self, take: Take, step: int, total: int, frames: int) -> None:
+        pass
+
+    def take_progress(self, frames_done: int, block: np.ndarray) -> None:
+        pass
+
+    def take_finished(self, take: Take) -> None:
+        pass
+
+
+@dataclass(frozen=True)
+class RecordRequest:
+    """Everything ``ampcap record`` was asked to do.
+
+    Attributes
+    ----------
+    rig : Rig
+        The rig, ``--device`` already applied (see :meth:`Rig.with_device`).
+    knobs : list of KnobRange
+        The knobs in plan order and the range each plan covers.
+    plan : list of dict
+        The knob settings, one per take, in recording order.
+    out : Path
+        The session folder.
+    di_specs : list of str
+        ``--di`` files (``[KIND:]PATH``); empty for the built-in DI.
+    di_seconds : float
+        Length of the built-in DI, seconds.
+    seed : int
+        Seed of the built-in DI.
+    retake : bool
+        Record complete takes again too.
+    assume_yes : bool
+        Never wait for a person (``--yes``).
+    device_override : str, optional
+        ``--device`` as given, passed on to the audio engine.
+    """
+
+    rig: Rig
+    knobs: list[KnobRange]
+    plan: list[dict[str, float]]
+    out: Path
+    di_specs: list[str] = field(default_factory=list)
+    di_seconds: float = 60.0
+    seed: int = 0
+    retake: bool = False
+    assume_yes: bool = False
+    device_override: str | None = None
+
+
+@dataclass(frozen=True)
+class SessionResult:
+    """What a run of :func:`record_session` did.
+
+    ``recorded`` are the take files recorded in this run, ``skipped`` the complete ones left
+    alone; ``stopped`` is True when the person pressed ``q``; ``resumed`` when the folder already
+    held this session.
+    """
+
+    folder: Path
+    manifest: SessionManifest
+    recorded: tuple[str, ...]
+    skipped: tuple[str, ...]
+    stopped: bool
+    resumed: bool
+    notices: tuple[str, ...]
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _dbfs(peak: float) -> float:
+    return round(20 * math.log10(peak), 3) if peak > 10 ** (SILENCE_DBFS / 20) else SILENCE_DBFS
+
+
+# --- the program and the folder ---------------------------------------------------------------
+
+
+def prepare_program(
+    rig: Rig, di_specs: list[str], di_seconds: float, seed: int
+) -> tuple[BuiltProgram, list[str]]:
+    """The session's program and the notices about its DI (resampled or down-mixed files).
+
+    The built-in DI plays at -3 dBFS peak, or 1 dB under the rig's limit when that is lower.
+    """
+    notices: list[str] = []
+    sources: list[DiSource]
+    if di_specs:
+        sources, notices = load_di_files(di_specs, rig.sample_rate_hz)
+    else:
+        peak = min(BUILTIN_PEAK_DBFS, rig.safety.max_output_dbfs - 1.0)
+        sources = builtin_di(di_seconds, rig.sample_rate_hz, seed, peak)
+    return build_program(sources, rig.sample_rate_hz, rig.safety, rig.name), notices
+
+
+def session_knobs(rig: Rig, knobs: list[KnobRange]) -> tuple[Knob, ...]:
+    """The manifest's knobs: the dial range of the rig's table, or the plan's range when the rig
+    has no table for the knob (0..10 when the plan has one setting). A plan range outside the
+    rig's dial is refused."""
+    result = []
+    for knob in knobs:
+        if knob.name in rig.knobs:
+            dial = knob_settings(rig, knob.name)
+            if knob.minimum < dial.minimum or knob.maximum > dial.maximum:
+                raise UsageError(
+                    f"--range {knob.minimum:g}:{knob.maximum:g} for {knob.name} is "
+                    f"outside its dial {dial.minimum:g}:{dial.maximum:g} in rig "
+                    f"{rig.name}."
+                )
+            result.append(Knob(knob.name, dial.minimum, dial.maximum))
+        else:
+            low, high = knob.minimum, knob.maximum
+            if low == high:  # one setting: normalise over the default dial, 0..10
+                low, high = min(low, 0.0), max(high, 10.0)
+            result.append(Knob(knob.name, low, high))
+    return tuple(result)
+
+
+def new_manifest(
+    rig: Rig,
+    devices: dict[str, str],
+    program: BuiltProgram,
+    knobs: tuple[Knob, ...],
+    plan: list[dict[str, float]],
+) -> SessionManifest:
+    """A fresh manifest with every take pending."""
+    return SessionManifest(
+        schema_version=SCHEMA_VERSION,
+        ampcap_version=__version__,
+        created_at=_now(),
+        rig=rig.to_dict(),
+        devices=dict(devices),
+        sample_rate_hz=rig.sample_rate_hz,
+        channels=TAKE_CHANNELS,
+        program=program.program,
+        knobs=knobs,
+        takes=tuple(Take(knobs=dict(s), file=take_file_name(s)) for s in plan),
+    )
+
+
+def _canonical(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+def session_differences(existing: SessionManifest, wanted: SessionManifest) -> list[str]:
+    """How ``wanted`` differs from the session already in a folder (empty: the same session).
+
+    Compared: the resolved rig (not where its file was), the sample rate, the program's hash,
+    the knobs and the knob plan.
+    """
+    differences = []
+    old_rig = {k: v for k, v in existing.rig.items() if k != "source"}
+    new_rig = {k: v for k, v in wanted.rig.items() if k != "source"}
+    if _canonical(old_rig) != _canonical(new_rig):
+        changed = sorted(
+            k
+            for k in set(old_rig) | set(new_rig)
+            if _canonical(old_rig.get(k)) != _canonical(new_rig.get(k))
+        )
+        differences.append(
+            f"rig {existing.rig.get('name')!r} vs {wanted.rig.get('name')!r} "
+            f"(differs in {', '.join(changed)})"
+        )
+    if existing.sample_rate_hz != wanted.sample_rate_hz:
+        differences.append(f"sample rate {existing.sample_rate_hz} vs {wanted.sample_rate_hz} Hz")
+    if existing.program.sha256 != wanted.program.sha256:
+        differences.append("program (other DI files, --di-seconds or --seed)")
+    if existing.knobs != wanted.knobs or [t.knobs for t in existing.takes] != [
+        t.knobs for t in wanted.takes
+    ]:
+        old = ", ".join(t.file.split("/")[-1][:-4] for t in existing.takes[:6])
+        new = ", ".join(t.file.split("/")[-1][:-4] for t in wanted.takes[:6])
+        differences.append(
+            f"knob plan ({len(existing.takes)} takes: {old}... vs "
+            f"{len(wanted.takes)} takes: {new}...)"
+        )
+    return differences
+
+
+def open_folder(out: Path, wanted: SessionManifest) -> SessionManifest | None:
+    """The manifest to resume, or None for a new session; refuses a different session.
+
+    Raises
+    ------
+    SessionError
+        ``out`` is a file, a non-empty folder that is not a session, a damaged session, or a
+        different session. Nothing in ``out`` is changed.
+    """
+    if out.exists() and not out.is_dir():
+        raise SessionError(f"--out {out} is a file, not a folder. Give a folder for the session.")
+    if not out.exists() or not any(out.iterdir()):
+        return None
+    if not (out / MANIFEST_NAME).exists():
+        raise SessionError(
+            f"--out {out} already holds files and no {MANIFEST_NAME}, so it is "
+            "not an ampcap session; nothing was changed. Give an empty or new "
+            "folder."
+        )
+    try:
+        existing = load_session(out)
+    except AmpcapError as exc:
+        raise SessionError(
+            f"--out {out} holds a session ampcap cannot read ({exc}); nothing was "
+            "changed. Give another folder."
+        ) from exc
+    differences = session_differences(existing, wanted)
+    if differences:
+        raise SessionError(
+            f"--out {out} already holds a different session: {'; '.join(differences)}. Nothing "
+            "was changed. Give another --out folder, or repeat the exact command that made this "
+            "session to resume it."
+        )
+    return existing
+
+
+def _write_program(folder: Path, program: BuiltProgram) -> None:
+    """Write program.wav unless an identical one is there (a resumed session)."""
+    path = folder / PROGRAM_NAME
+    if path.exists():
+        try:
+            samples, _ = read_audio(path, channels=1, allow_silence=True)
+            if sha256_array(samples[:, 0]) == program.program.sha256:
+                return
+        except AudioFileError:
+            pass  # damaged: the program is deterministic, so write it again
+    write_audio(path, program.samples, program.program.sample_rate_hz)
+
+
+def program_samples(path: Path, frames: int) -> np.ndarray:
+    """The float32 samples of a mono ``program.wav`` as a read-only memory map, shape (frames,).
+
+    Walks the RIFF chunks to the ``data`` chunk of the IEEE-float WAV that
+    :func:`ampcap.files.write_audio` writes; any other layout is read into memory instead.
+    """
+    with open(path, "rb") as handle:
+        header = handle.read(12)
+        if header[:4] == b"RIFF" and header[8:12] == b"WAVE":
+            position = 12
+            fmt_ok = False
+            while chunk := handle.read(8):
+                if len(chunk) < 8:
+                    break
+                name, size = chunk[:4], int.from_bytes(chunk[4:], "little")
+                if name == b"fmt ":
+                    fmt = handle.read(size)
+                    tag, channels = (int.from_bytes(fmt[i : i + 2], "little") for i in (0, 2))
+                    bits = int.from_bytes(fmt[14:16], "little")
+                    # WAVE_FORMAT_IEEE_FLOAT (3), or EXTENSIBLE (0xFFFE) with a float subtype.
+                    fmt_ok = (
+                        channels == 1
+                        and bits == 32
+                        and (tag == 3 or (tag == 0xFFFE and fmt[24:26] == b"\x03\x00"))
+                    )
+                    handle.seek(position + 8 + size + (size & 1))
+                elif name == b"data":
+                    if fmt_ok and size >= frames * 4:
+                        return np.memmap(
+                            path, dtype="<f4", mode="r", offset=position + 8, shape=(frames,)
+                        )
+                    break
+                else:
+                    handle.seek(position + 8 + size + (size & 1))
+                position += 8 + size + (size & 1)
+    samples, _ = read_audio(path, channels=1, allow_silence=True)
+    return samples[:frames, 0]
+
+
+def open_engine(rig: Rig, device_override: str | None = None) -> AudioEngine:
+    """The engine for ``rig``: the virtual rig's, or the sounddevice engine of an audio rig."""
+    if rig.kind == "virtual":
+        from ampcap.capture.virtual import engine_for
+
+        assert rig.virtual is not None
+        return engine_for(rig.virtual)
+    from ampcap.capture.audio import open_engine as open_audio_engine
+
+    return open_audio_engine(rig, device_override)
+
+
+# --- one take -----------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _stop_on_signals(engine: AudioEngine) -> Iterator[list[int]]:
+    """While inside, SIGINT and SIGTERM ask the engine to stop; yields the signals caught."""
+    caught: list[int] = []
+
+    def handler(signum: int, frame: object) -> None:
+        caught.append(signum)
+        engine.stop()
+
+    previous = {}
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            previous[sig] = signal.signal(sig, handler)
+        except ValueError:  # not the main thread: Ctrl-C then arrives as KeyboardInterrupt
+            pass
+    try:
+        yield caught
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+@dataclass
+class _Attempt:
+    result: TakeResult
+    frames: int
+    peaks: np.ndarray
+    signal_number: int | None
+    error: AmpcapError | None
+
+
+def _record_once(
+    engine: AudioEngine, program: np.ndarray, path: Path, sample_rate_hz: int, monitor: Monitor
+) -> _Attempt:
+    peaks = np.zeros(len(TAKE_CHANNELS))
+    write_failed = False
+
+    def sink(block: np.ndarray) -> None:
+        # Runs in the audio callback: a queue put and a max over one block, nothing more.
+        writer.put(block)
+        np.maximum(peaks, np.max(np.abs(block), axis=0, initial=0.0), out=peaks)
+
+    def progress(frames_done: int, block: np.ndarray) -> None:
+        nonlocal write_failed
+        try:
+            writer.check()
+        except CaptureError:
+            write_failed = True
+            engine.stop()
+        monitor.take_progress(frames_done, block)
+
+    result = TakeResult(frames=0, interrupted=True)
+    error: AmpcapError | None = None
+    writer = TakeWriter(path, sample_rate_hz)
+    with _stop_on_signals(engine) as caught:
+        try:
+            with writer:
+                try:
+                    result = engine.run_take(program, sink, progress)
+                except KeyboardInterrupt:
+                    engine.stop()
+                    caught.append(signal.SIGINT)
+        except CaptureError as exc:  # the writer's disk error, raised when it closes
+            error = exc
+        except AmpcapError as exc:  # the engine's device errors
+            error = exc
+        if write_failed and error is None:
+            try:
+                writer.check()
+            except CaptureError as exc:
+                error = exc
+    return _Attempt(
+        result=result,
+        frames=writer.frames_written,
+        peaks=peaks,
+        signal_number=caught[0] if caught else None,
+        error=error,
+    )
+
+
+# --- the session --------------------------------------------------------------------------------
+
+
+def _describe_kept(manifest: SessionManifest) -> str:
+    complete = [t.file for t in manifest.takes if t.status == "complete"]
+    partial = [f"{t.file} ({t.frames} frames)" for t in manifest.takes if t.status == "partial"]
+    parts = [
+        f"{len(complete)} complete take(s)" + (f" ({', '.join(complete)})" if complete else "")
+    ]
+    if partial:
+        parts.append(f"partial: {', '.join(partial)}")
+    return "; ".join(parts)
+
+
+def record_session(
+    request: RecordRequest,
+    *,
+    monitor: Monitor | None = None,
+    say: Callable[[str], None] = print,
+    engine_factory: Callable[[Rig, str | None], AudioEngine] = open_engine,
+    ask: Callable[[str], str] | None = None,
+    interactive: bool | None = None,
+) -> SessionResult:
+    """Record (or resume) the session ``request`` describes. See the module docstring.
+
+    Parameters
+    ----------
+    request : RecordRequest
+    monitor : Monitor, optional
+        Live meter callbacks.
+    say : callable
+        Prints one line for the user (knob instructions, retries, notices).
+    engine_factory : callable
+        ``(rig, device_override) -> AudioEngine``; tests pass their own.
+    ask, interactive
+        Passed to :class:`~ampcap.capture.knobs.KnobController`.
+
+    Returns
+    -------
+    SessionResult
+
+    Raises
+    ------
+    SessionError
+        The folder holds something else (nothing changed).
+    CaptureError
+        Over-level program (nothing played), repeated dropouts, write errors; the message says
+        what was kept.
+    RecordingInterrupted
+        Ctrl-C / SIGTERM during a take (exit status 128 + signal).
+    """
+    monitor = monitor or _NoMonitor()
+    rig = request.rig
+    # Cheap checks first: nothing is built, opened or written before the request makes sense.
+    knobs = session_knobs(rig, request.knobs)
+    if rig.kind == "virtual":
+        from ampcap.capture.virtual import check_amp_knobs
+
+        check_amp_knobs(request.plan)
+    controller = KnobController(
+        rig,
+        [k.name for k in request.knobs],
+        assume_yes=request.assume_yes,
+        say=say,
+        ask=ask,
+        interactive=interactive,
+    )
+    engine: AudioEngine | None = None
+    try:
+        controller.check_ready()
+        program, notices = prepare_program(rig, request.di_specs, request.di_seconds, request.seed)
+        for notice in notices:
+            say(notice)
+        out = request.out
+        existing = open_folder(out, new_manifest(rig, {}, program, knobs, request.plan))
+        engine = engine_factory(rig, request.device_override)
+        controller.bind(engine)
+        if existing is None:
+            manifest = new_manifest(rig, engine.device_names, program, knobs, request.plan)
+            out.mkdir(parents=True, exist_ok=True)
+        else:
+            manifest = existing
+            done = sum(t.status == "complete" for t in manifest.takes)
+            say(f"Resuming the session in {out}: {done} of {len(manifest.takes)} take(s) complete.")
+        # The manifest first: a folder with session.json is resumable even if ampcap stops
+        # before program.wav is complete (it is written again, it is deterministic).
+        save_session(out, manifest)
+        _write_program(out, program)
+        # Takes play program.wav through a read-only memory map, so the process does not hold
+        # the whole program in memory while recording, however long it is.
+        samples = program_samples(out / PROGRAM_NAME, program.program.length)
+        del program
+        return _take_loop(
+            request,
+            manifest,
+            samples,
+            engine,
+            controller,
+            monitor,
+            say,
+            existing is not None,
+            tuple(notices),
+        )
+    finally:
+        controller.close()
+        close = getattr(engine, "close", None)
+        if engine is not None and callable(close):
+            close()
+
+
+def _take_loop(
+    request: RecordRequest,
+    manifest: SessionManifest,
+    samples: np.ndarray,
+    engine: AudioEngine,
+    controller: KnobController,
+    monitor: Monitor,
+    say: Callable[[str], None],
+    resumed: bool,
+    notices: tuple[str, ...],
+) -> SessionResult:
+    out = request.out
+    total = len(manifest.takes)
+    queue = [i for i, t in enumerate(manifest.takes) if request.retake or t.status != "complete"]
+    skipped = tuple(t.file for i, t in enumerate(manifest.takes) if i not in queue)
+    recorded: list[str] = []
+    previous: dict[str, float] | None = None
+    last_index: int | None = max(
+        (
+            i
+            for i, t in enumerate(manifest.takes)
+            if t.status == "complete" and (not queue or i < queue[0])
+        ),
+        default=None,
+    )
+    redo = False
+    stopped = False
+    position = 0
+    while position < len(queue):
+        index = queue[position]
+        target = manifest.takes[index].knobs
+        try:
+            action = controller.apply(target, previous, index + 1, total, redo=redo)
+        except KeyboardInterrupt:
+            raise RecordingInterrupted(
+                f"Stopped by Ctrl-C before {manifest.takes[index].file}. Kept in {out}: "
+                f"{_describe_kept(manifest)}. Run the same command again to resume at the first "
+                "take that is not complete.",
+                signal.SIGINT,
+            ) from None
+        redo = False
+        if action == QUIT:
+            stopped = True
+            break
+        if action == REDO:
+            if last_index is None:
+                say("There is no earlier take to redo.")
+                continue
+            queue.insert(position, last_index)
+            previous = target
+            redo = True
+            continue
+        manifest = _record_take(manifest, index, samples, engine, controller, out, monitor, say)
+        recorded.append(manifest.takes[index].file)
+        previous = dict(target)
+        last_index = index
+        position += 1
+    return SessionResult(
+        folder=out,
+        manifest=manifest,
+        recorded=tuple(recorded),
+        skipped=skipped,
+        stopped=stopped,
+        resumed=resumed,
+        notices=notices,
+    )
+
+
+def _save_or_note(folder: Path, manifest: SessionManifest) -> str:
+    """Save the manifest; on failure return a sentence for the error message instead."""
+    try:
+        save_session(folder, manifest)
+    except AmpcapError as exc:
+        return f" The manifest could not be updated either ({exc})."
+    return ""
+
+
+def _record_take(
+    manifest: SessionManifest,
+    index: int,
+    samples: np.ndarray,
+    engine: AudioEngine,
+    controller: KnobController,
+    out: Path,
+    monitor: Monitor,
+    say: Callable[[str], None],
+) -> SessionManifest:
+    """Record take ``index`` (retrying dropouts) and return the updated, saved manifest."""
+    take = manifest.takes[index]
+    final = out / take.file
+    replacing = take.status == "complete" and final.exists()
+    # A complete take being replaced stays on disk until its replacement is complete.
+    path = final.with_name(f".{final.name}.recording.wav") if replacing else final
+    for _ in range(MAX_ATTEMPTS):
+        take = manifest.takes[index]
+        controller.set_automatic(take.knobs)
+        started = _now()
+        changes: dict[str, Any] = dict(
+            attempts=take.attempts + 1, started_at=started, finished_at=None, message=None
+        )
+        if not replacing:
+            changes.update(status="partial", frames=0, underflows=0, overflows=0, peaks_dbfs={})
+        manifest = manifest.with_take(index, **changes)
+        save_session(out, manifest)
+        monitor.take_started(manifest.takes[index], index + 1, len(manifest.takes), len(samples))
+        attempt = _record_once(engine, samples, path, manifest.sample_rate_hz, monitor)
+        result = attempt.result
+        peaks = {
+            name: _dbfs(float(p)) for name, p in zip(TAKE_CHANNELS, attempt.peaks, strict=True)
+        }
+        flags = dict(
+            frames=attempt.frames,
+            underflows=result.underflows,
+            overflows=result.overflows,
+            peaks_dbfs=peaks,
+            finished_at=_now(),
+        )
+        dropout = bool(result.underflows or result.overflows)
+        if (
+            attempt.error is not None
+            or attempt.signal_number is not None
+            or (not dropout and (result.interrupted or attempt.frames < len(samples)))
+        ):
+            return _stop_take(
+                manifest, index, attempt, flags, replacing, path, out, monitor, len(samples)
+            )
+        if not dropout:
+            if replacing:
+                os.replace(path, final)
+            manifest = manifest.with_take(index, status="complete", **flags)
+            note = _save_or_note(out, manifest)
+            if note:
+                raise CaptureError(
+                    f"Take {take.file} was recorded but{note} Run the same "
+                    "command again once the disk is fixed."
+                )
+            monitor.take_finished(manifest.takes[index])
+            return manifest
+        # A dropout: the take is incomplete data. Keep its file for inspection, record again.
+        message = (
+            f"dropout: {result.underflows} output underflow(s), {result.overflows} input "
+            f"overflow(s)"
+        )
+        manifest = manifest.with_take(
+            index,
+            status="failed" if not replacing else "complete",
+            message=message,
+            **({} if replacing else flags),
+        )
+        save_session(out, manifest)
+        monitor.take_finished(manifest.takes[index])
+        say(f"Take {take.file}: {message}; recording it again.")
+    if replacing and path.exists():
+        path.unlink()
+    raise CaptureError(
+        f"Take {manifest.takes[index].file} had dropouts in {MAX_ATTEMPTS} attempts in a row "
+        f"({manifest.takes[index].message}); the session stopped. Dropouts mean the computer "
+        'did not keep up: raise blocksize (or latency = "high") in the rig, close other '
+        f"programs, then run the same command again to resume. Kept: "
+        f"{_describe_kept(manifest)}."
+    )
+
+
+def _stop_take(
+    manifest: SessionManifest,
+    index: int,
+    attempt: _Attempt,
+    flags: dict[str, Any],
+    replacing: bool,
+    path: Path,
+    out: Path,
+    monitor: Monitor,
+    expected_frames: int,
+) -> SessionManifest:
+    """Mark an interrupted or failed take, save the manifest, and raise what stopped it."""
+    take = manifest.takes[index]
+    if replacing:
+        # The earlier complete take stays; the unfinished replacement is dropped.
+        if path.exists():
+            path.unlink()
+        kept_this = f"the earlier complete {take.file} is kept"
+        manifest = manifest.with_take(
+            index, message="a retake was stopped; the earlier take is kept"
+        )
+    else:
+        kept_this = f"the first {attempt.frames} frames of {take.file} are kept (partial)"
+        reason = (
+            "interrupted"
+            if attempt.signal_number is not None
+            else str(attempt.error)
+            if attempt.error
+            else "stopped early"
+        )
+        manifest = manifest.with_take(index, status="partial", message=reason, **flags)
+    note = _save_or_note(out, manifest)
+    monitor.take_finished(manifest.takes[index])
+    resume = "Run the same command again to resume at the first take that is not complete."
+    if attempt.signal_number is not None:
+        name = signal.Signals(attempt.signal_number).name
+        raise RecordingInterrupted(
+            f"Recording stopped by {name} during {take.file}: {kept_this}. Kept in {out}: "
+            f"{_describe_kept(manifest)}.{note} {resume}",
+            attempt.signal_number,
+        )
+    if attempt.error is not None:
+        # The engine's or writer's message says what happened to this take; add the session.
+        raise type(attempt.error)(
+            f"{attempt.error} Kept in {out}: {_describe_kept(manifest)}.{note}"
+        )
+    raise CaptureError(
+        f"The engine stopped {take.file} early after {attempt.frames} of "
+        f"{expected_frames} frames: {kept_this}. Kept in {out}: "
+        f"{_describe_kept(manifest)}.{note} {resume}"
+    )
