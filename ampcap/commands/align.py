@@ -1,0 +1,210 @@
+"""``ampcap align``: align a capture session's takes, or a DI and its reamp made in a DAW."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from ampcap.commands.options import json_option
+from ampcap.errors import AlignmentError, UsageError
+
+if TYPE_CHECKING:
+    from ampcap.dataset.align import FileAlignment
+
+
+@click.command()
+@click.argument("session", required=False, type=click.Path(path_type=Path))
+@click.option(
+    "--input",
+    "input_path",
+    type=click.Path(path_type=Path),
+    help="Files mode: the DI that was played (mono WAV/FLAC).",
+)
+@click.option(
+    "--output",
+    "output_path",
+    type=click.Path(path_type=Path),
+    help="Files mode: the device's output as recorded (mono, same sample rate).",
+)
+@click.option(
+    "--loopback",
+    "loopback_path",
+    type=click.Path(path_type=Path),
+    help="Files mode, optional: the DI recorded back through a cable in the same pass.",
+)
+@click.option(
+    "--out",
+    "out_path",
+    type=click.Path(path_type=Path),
+    help="Files mode: where to write the aligned pair [input, target] "
+    "(default: <output>.aligned.wav beside the output).",
+)
+@click.option(
+    "--max-latency",
+    "max_latency_seconds",
+    type=float,
+    default=1.0,
+    show_default=True,
+    help="Largest latency searched, seconds (both signs).",
+)
+@json_option
+def align(
+    session: Path | None,
+    input_path: Path | None,
+    output_path: Path | None,
+    loopback_path: Path | None,
+    out_path: Path | None,
+    max_latency_seconds: float,
+    as_json: bool,
+) -> None:
+    """Align recordings to a fraction of a sample: latency, clock drift, polarity and checks.
+
+    \b
+    Session mode: SESSION is a folder made by `ampcap record`. Each complete take's
+    loopback and device channels are measured against the program's sync markers
+    (latency, drift, polarity, noise floor, SNR, clipping, DC, repeatability), and an
+    aligned pair is written to SESSION/aligned/<take>.wav ([input, target], on the
+    program's time axis) with SESSION/aligned/alignment.json. Raw takes are never
+    rewritten. Each take gets a verdict (ok / warning / failed) and what to do.
+
+    \b
+    Files mode: a DI and its recording through the device made elsewhere (a DAW
+    reamp, no markers). Latency and drift come from the whole signal; an output a
+    little longer (render tail) or shorter is trimmed or padded with a note.
+
+    \b
+    With --json, one JSON document goes to stdout: the per-take results for a
+    session; for files {"latency_samples", "drift_ppm", "polarity", "confidence", ...}
+    where confidence is the correlation's peak-to-sidelobe ratio in dB (10 dB or
+    more is trusted). Positive latency means the recording lags.
+
+    \b
+    Examples:
+      ampcap align captures/demo
+      ampcap align captures/demo --json
+      ampcap align --input di.wav --output amp.wav
+      ampcap align --input di.wav --output amp.wav --loopback lb.wav --out pair.wav --json
+    """
+    files_mode = any(p is not None for p in (input_path, output_path, loopback_path, out_path))
+    if max_latency_seconds <= 0:
+        raise UsageError(f"--max-latency must be above 0 seconds, not {max_latency_seconds:g}.")
+    if session is not None and files_mode:
+        raise UsageError(
+            "Give either a SESSION folder or --input/--output files, not both. Examples: "
+            "`ampcap align captures/demo`, `ampcap align --input di.wav --output amp.wav`."
+        )
+    if files_mode:
+        if input_path is None or output_path is None:
+            raise UsageError(
+                "Files mode needs both --input (the DI) and --output (the device's recording), "
+                "e.g. `ampcap align --input di.wav --output amp.wav`."
+            )
+        _align_files(input_path, output_path, loopback_path, out_path, max_latency_seconds, as_json)
+        return
+    if session is None:
+        raise UsageError(
+            "Give a session folder (`ampcap align captures/demo`) or a DI and its recording "
+            "(`ampcap align --input di.wav --output amp.wav`)."
+        )
+    _align_session(session, max_latency_seconds, as_json)
+
+
+def _align_session(folder: Path, max_latency_seconds: float, as_json: bool) -> None:
+    from ampcap.console import err, print_json, progress
+    from ampcap.dataset.align import align_session
+    from ampcap.report_session import print_alignment
+    from ampcap.schema.session import load_session
+
+    total = len(load_session(folder).takes)
+    with progress(transient=True) as bar:
+        task = bar.add_task("aligning takes", total=total)
+
+        def advance(done: int, _total: int, stem: str) -> None:
+            bar.update(task, completed=done, description=f"aligned {stem}")
+
+        manifest = align_session(folder, progress=advance, max_latency_seconds=max_latency_seconds)
+    print_alignment(manifest, f"Alignment of {folder}")
+    report = folder / "aligned" / "alignment.json"
+    err.print(
+        f"Aligned pairs and [bold]{report}[/bold] written. "
+        f"See the plots with `ampcap report {folder}`."
+    )
+    if as_json:
+        print_json(
+            {
+                "session": str(folder),
+                "alignment": str(report),
+                "takes": [_take_json(take) for take in manifest.takes],
+                "session_checks": manifest.session_checks,
+            }
+        )
+    if manifest.takes and all(take.verdict == "failed" for take in manifest.takes):
+        raise AlignmentError(
+            f"No take of {folder} could be aligned; each take's message above says why and "
+            "what to do. Fix the rig and record again before `ampcap split`."
+        )
+
+
+def _take_json(take: Any) -> dict[str, Any]:
+    return {
+        "knobs": take.knobs,
+        "raw_file": take.raw_file,
+        "file": take.file or None,
+        "verdict": take.verdict,
+        "messages": list(take.messages),
+        **take.estimates,
+    }
+
+
+def _align_files(
+    input_path: Path,
+    output_path: Path,
+    loopback_path: Path | None,
+    out_path: Path | None,
+    max_latency_seconds: float,
+    as_json: bool,
+) -> None:
+    from ampcap.console import err, print_json
+    from ampcap.dataset.align import align_files
+
+    with err.status("measuring latency and drift"):
+        result = align_files(
+            input_path,
+            output_path,
+            loopback_path,
+            out_path=out_path,
+            max_latency_seconds=max_latency_seconds,
+        )
+    _print_file_table(result)
+    if as_json:
+        print_json(result.to_json())
+
+
+def _print_file_table(result: FileAlignment) -> None:
+    from rich.table import Table
+
+    from ampcap.console import err
+
+    rate = result.sample_rate_hz
+    table = Table(title="Alignment", title_justify="left", show_header=False)
+    table.add_column("what")
+    table.add_column("value", justify="right")
+    table.add_row(
+        "latency",
+        f"{result.latency_samples:.3f} samples ({1000 * result.latency_samples / rate:.3f} ms)",
+    )
+    if result.loopback_latency_samples is not None:
+        table.add_row("  of which interface", f"{result.loopback_latency_samples:.3f} samples")
+        table.add_row("  of which device", f"{result.device_latency_samples:.3f} samples")
+    table.add_row(
+        "drift", f"{result.drift_ppm:+.3f} ppm" + (" (corrected)" if result.drift_corrected else "")
+    )
+    table.add_row("polarity", f"{result.polarity:+d}")
+    table.add_row("confidence", f"{result.confidence_db:.1f} dB peak-to-sidelobe")
+    table.add_row("correlation", f"{result.correlation:.3f}")
+    table.add_row("aligned pair", str(result.out_path))
+    err.print(table)
+    for note in result.notes:
+        err.print(f"note: {note}")

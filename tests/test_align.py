@@ -1,0 +1,342 @@
+"""Session and file alignment against recordings with known latency, drift and polarity."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+from align_helpers import (
+    Rig,
+    SyntheticProgram,
+    amp_output,
+    fractional_delay,
+    make_program,
+    make_session,
+    plucks,
+    record,
+    write_session,
+)
+
+from ampcap.dataset.align import align_files, align_session
+from ampcap.dataset.delay import estimate_window
+from ampcap.dataset.quality import esr
+from ampcap.errors import AlignmentError, SessionError, UsageError
+from ampcap.files import read_audio, sha256_file, write_audio
+from ampcap.schema.alignment import load_alignment
+
+RATE = 48000
+TRUTH = Rig(latency_samples=1234.567, drift_ppm=150.0, polarity=-1, noise_dbfs=-70.0, seed=4)
+
+
+def _intrinsic_delay(program: SyntheticProgram, device: np.ndarray) -> float:
+    """The virtual amp's own delay, measured on its clean output as ampcap defines it."""
+    marker = program.layout.section("marker_start")
+    return estimate_window(
+        program.audio.astype(np.float64),
+        device,
+        marker.start,
+        program.layout.marker.length,
+        -64,
+        64,
+        weighting="phat",
+    ).latency_samples
+
+
+@pytest.fixture(scope="module")
+def aligned_session(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    folder = tmp_path_factory.mktemp("session") / "s"
+    manifest, program = make_session(folder, values=(0.0, 10.0), rig=TRUTH, sample_rate_hz=RATE)
+    hashes = {t.file: sha256_file(folder / t.file) for t in manifest.takes}
+    result = align_session(folder)
+    return {
+        "folder": folder,
+        "manifest": manifest,
+        "program": program,
+        "hashes": hashes,
+        "result": result,
+    }
+
+
+def test_session_alignment_recovers_the_truth(aligned_session: dict) -> None:
+    program: SyntheticProgram = aligned_session["program"]
+    for take in aligned_session["result"].takes:
+        e = take.estimates
+        assert take.verdict == "ok", take.messages
+        assert e["input"] == "loopback"
+        assert e["loopback_latency_samples"] == pytest.approx(TRUTH.latency_at_zero(), abs=0.02)
+        assert e["drift_ppm"] == pytest.approx(TRUTH.drift_ppm, abs=0.5)
+        assert e["drift_corrected"] is True
+        assert e["polarity"] == -1
+        assert e["loopback_polarity"] == 1
+        device = amp_output(program.audio, RATE, take.knobs)
+        intrinsic = _intrinsic_delay(program, device) * (1 + TRUTH.drift_ppm * 1e-6)
+        assert e["device_latency_samples"] == pytest.approx(intrinsic, abs=0.02)
+        assert e["latency_samples"] == pytest.approx(
+            e["loopback_latency_samples"] + e["device_latency_samples"], abs=1e-3
+        )
+        assert e["snr_db"] > 40
+        assert e["repeatability_esr"] < 0.01
+        assert e["clipped_runs"] == 0
+
+
+def test_aligned_pairs_sit_on_the_program_axis(aligned_session: dict) -> None:
+    folder: Path = aligned_session["folder"]
+    program: SyntheticProgram = aligned_session["program"]
+    for take in aligned_session["result"].takes:
+        pair, rate = read_audio(folder / take.file)
+        assert rate == RATE
+        assert pair.shape == (len(program.audio), 2)
+        di = program.layout.section("di")
+        # Input: the loopback, undelayed and undrifted, is the program (noise -70 dBFS).
+        assert esr(program.audio[di.start : di.stop], pair[di.start : di.stop, 0]) < 1e-3
+        # Target: the amp's clean output advanced by its own delay, polarity undone.
+        device = amp_output(program.audio, RATE, take.knobs)
+        expected = fractional_delay(
+            device, -take.estimates["device_latency_samples"] / (1 + TRUTH.drift_ppm * 1e-6)
+        )
+        assert esr(expected[di.start : di.stop], pair[di.start : di.stop, 1]) < 1e-3
+
+
+def test_raw_takes_are_never_rewritten(aligned_session: dict) -> None:
+    folder: Path = aligned_session["folder"]
+    for file, digest in aligned_session["hashes"].items():
+        assert sha256_file(folder / file) == digest
+
+
+def test_alignment_manifest_on_disk(aligned_session: dict) -> None:
+    folder: Path = aligned_session["folder"]
+    manifest = load_alignment(folder)
+    assert manifest == aligned_session["result"]
+    assert manifest.session_sha256 == sha256_file(folder / "session.json")
+    assert [t.file for t in manifest.takes] == ["aligned/isf=0.wav", "aligned/isf=10.wav"]
+    checks = manifest.session_checks
+    assert checks["latency_consistent"] is True
+    assert [p["knobs"] for p in checks["volume_curve"]] == [{"isf": 0.0}, {"isf": 10.0}]
+    raw = json.loads((folder / "aligned" / "alignment.json").read_text())
+    assert raw["takes"][0]["estimates"]["polarity"] == -1
+
+
+@pytest.fixture(scope="module")
+def program() -> SyntheticProgram:
+    return make_program(RATE, di_seconds=1.5)
+
+
+def _take(program: SyntheticProgram, rig: Rig = TRUTH, value: float = 5.0) -> np.ndarray:
+    return record(program.audio, amp_output(program.audio, RATE, {"isf": value}), rig, RATE)
+
+
+def _align_one(tmp_path: Path, program: SyntheticProgram, take: np.ndarray):
+    write_session(tmp_path, program, {5.0: take})
+    return align_session(tmp_path).takes[0]
+
+
+def test_partial_pending_and_missing_takes_are_reported_not_aligned(
+    tmp_path: Path, program: SyntheticProgram
+) -> None:
+    take = _take(program)
+    write_session(
+        tmp_path,
+        program,
+        {0.0: take, 5.0: take[: len(take) // 2], 10.0: None},
+        statuses={5.0: "partial", 10.0: "pending"},
+    )
+    (tmp_path / "takes" / "isf=0.wav").unlink()
+    result = align_session(tmp_path)
+    verdicts = {t.knobs["isf"]: t for t in result.takes}
+    assert all(t.verdict == "failed" and t.file == "" for t in result.takes)
+    assert "does not exist" in verdicts[0.0].messages[0]
+    assert "partial" in verdicts[5.0].messages[0]
+    assert "pending" in verdicts[10.0].messages[0]
+    assert not list((tmp_path / "aligned").glob("*.wav"))
+    assert result.session_checks["takes_failed"] == 3
+
+
+def test_a_silent_loopback_falls_back_to_the_program(
+    tmp_path: Path, program: SyntheticProgram
+) -> None:
+    take = _take(program)
+    take[:, 0] = 0.0
+    result = _align_one(tmp_path, program, take)
+    assert result.verdict == "warning"
+    assert result.estimates["input"] == "program"
+    assert any("loopback channel is silent" in m for m in result.messages)
+    intrinsic = _intrinsic_delay(program, amp_output(program.audio, RATE, {"isf": 5.0}))
+    assert result.estimates["latency_samples"] == pytest.approx(
+        TRUTH.latency_at_zero() + intrinsic, abs=0.05
+    )
+    pair, _ = read_audio(tmp_path / result.file)
+    assert np.array_equal(pair[:, 0], program.audio)
+
+
+def test_swapped_inputs_are_detected_and_undone(tmp_path: Path, program: SyntheticProgram) -> None:
+    take = _take(program)[:, ::-1].copy()
+    result = _align_one(tmp_path, program, take)
+    assert result.verdict == "warning"
+    assert result.estimates["channels_swapped"] is True
+    assert any("swapped" in m for m in result.messages)
+    assert result.estimates["loopback_latency_samples"] == pytest.approx(
+        TRUTH.latency_at_zero(), abs=0.02
+    )
+
+
+def test_a_silent_device_fails_the_take(tmp_path: Path, program: SyntheticProgram) -> None:
+    take = _take(program)
+    take[:, 1] = 0.0
+    result = _align_one(tmp_path, program, take)
+    assert result.verdict == "failed"
+    assert result.file == ""
+    assert "device channel is silent" in result.messages[0]
+
+
+def test_an_unrelated_loopback_is_not_used(tmp_path: Path, program: SyntheticProgram) -> None:
+    take = _take(program)
+    take[:, 0] = 0.1 * np.random.default_rng(0).standard_normal(len(take))
+    result = _align_one(tmp_path, program, take)
+    assert result.estimates["input"] == "program"
+    assert any("does not match the program" in m for m in result.messages)
+
+
+def test_clipping_low_snr_and_dc_are_warned(tmp_path: Path, program: SyntheticProgram) -> None:
+    take = _take(program, Rig(latency_samples=100.0, noise_dbfs=-45.0, seed=1))
+    take[:, 1] = np.clip(take[:, 1] * 8 + 0.02, -1, 1)
+    result = _align_one(tmp_path, program, take)
+    text = " ".join(result.messages)
+    assert result.verdict == "warning"
+    assert result.estimates["clipped_runs"] > 0
+    assert "clipped" in text
+    assert "DC offset" in text
+    take = _take(program, Rig(latency_samples=100.0, noise_dbfs=-40.0, seed=1))
+    result = _align_one(tmp_path, program, take)
+    assert result.estimates["snr_db"] < 40
+    assert "SNR" in " ".join(result.messages)
+
+
+def test_a_gate_on_the_second_reference_breaks_repeatability(
+    tmp_path: Path, program: SyntheticProgram
+) -> None:
+    take = _take(program, Rig(latency_samples=50.0, seed=2))
+    second = program.layout.section("reference_2")
+    take[second.start + 50 : second.start + second.length // 2 + 50, 1] = 0.0
+    result = _align_one(tmp_path, program, take)
+    assert result.estimates["repeatability_esr"] > 0.1
+    assert any("noise gate" in m for m in result.messages)
+
+
+def test_a_program_that_does_not_match_the_session_is_refused(
+    tmp_path: Path, program: SyntheticProgram
+) -> None:
+    write_session(tmp_path, program, {5.0: _take(program)})
+    write_audio(tmp_path / "program.wav", program.audio[:-100], RATE)
+    with pytest.raises(SessionError, match="does not match session.json"):
+        align_session(tmp_path)
+
+
+def test_not_a_session_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(SessionError, match="not a capture session"):
+        align_session(tmp_path)
+
+
+# --- recordings made elsewhere -----------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def reamp(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    folder = tmp_path_factory.mktemp("reamp")
+    rate = 44100
+    rng = np.random.default_rng(3)
+    di = np.concatenate([np.zeros(1000), plucks(rate * 8, rate, rng), np.zeros(rate // 2)])
+    device = amp_output(di, rate, {"isf": 5.0})
+    rig = Rig(latency_samples=777.25, drift_ppm=-120.0, polarity=-1, noise_dbfs=-80.0, seed=3)
+    take = record(di, device, rig, rate)
+    write_audio(folder / "di.wav", di.astype(np.float32), rate)
+    write_audio(folder / "lb.wav", take[:, 0], rate)
+    write_audio(folder / "amp.wav", take[:, 1], rate)
+    intrinsic = estimate_window(di, device, 1000, rate * 8, -64, 64, weighting="phat")
+    return {
+        "folder": folder,
+        "rate": rate,
+        "rig": rig,
+        "di": di,
+        "take": take,
+        "intrinsic": intrinsic.latency_samples,
+    }
+
+
+def test_align_files_without_loopback(reamp: dict) -> None:
+    folder = reamp["folder"]
+    result = align_files(folder / "di.wav", folder / "amp.wav")
+    truth = reamp["rig"].latency_at_zero() + reamp["intrinsic"]
+    # Through a distorting amp on music the device's delay is defined less sharply than on a
+    # sweep: a tenth of a sample, and a ppm of drift over 9 s.
+    assert result.latency_samples == pytest.approx(truth, abs=0.1)
+    assert result.drift_ppm == pytest.approx(-120.0, abs=1.0)
+    assert result.polarity == -1
+    assert result.out_path == folder / "amp.aligned.wav"
+    pair, rate = read_audio(result.out_path)
+    assert rate == reamp["rate"] and pair.shape == (len(reamp["di"]), 2)
+    assert np.allclose(pair[:, 0], reamp["di"], atol=1e-7)
+    document = result.to_json()
+    assert set(document) >= {"latency_samples", "drift_ppm", "polarity", "confidence"}
+    assert document["polarity"] == -1
+
+
+def test_align_files_with_loopback(reamp: dict, tmp_path: Path) -> None:
+    folder = reamp["folder"]
+    result = align_files(
+        folder / "di.wav", folder / "amp.wav", folder / "lb.wav", out_path=tmp_path / "pair.wav"
+    )
+    rig = reamp["rig"]
+    assert result.loopback_latency_samples == pytest.approx(rig.latency_at_zero(), abs=0.02)
+    assert result.drift_ppm == pytest.approx(-120.0, abs=0.5)
+    assert result.device_latency_samples == pytest.approx(reamp["intrinsic"], abs=0.1)
+    pair, _ = read_audio(tmp_path / "pair.wav")
+    assert esr(reamp["di"][1000:-5000], pair[1000:-5000, 0]) < 1e-3
+
+
+def test_loopback_and_output_of_different_lengths(reamp: dict, tmp_path: Path) -> None:
+    rate, take = reamp["rate"], reamp["take"]
+    write_audio(tmp_path / "lb.wav", take[:-2000, 0], rate)
+    write_audio(tmp_path / "amp.wav", np.concatenate([take[:, 1], np.zeros(rate // 10)]), rate)
+    result = align_files(reamp["folder"] / "di.wav", tmp_path / "amp.wav", tmp_path / "lb.wav")
+    assert result.loopback_latency_samples == pytest.approx(
+        reamp["rig"].latency_at_zero(), abs=0.02
+    )
+    pair, _ = read_audio(result.out_path)
+    assert pair.shape == (len(reamp["di"]), 2)
+
+
+def test_render_tail_is_trimmed_and_a_short_output_padded(reamp: dict, tmp_path: Path) -> None:
+    rate, take = reamp["rate"], reamp["take"]
+    longer = np.concatenate([take[:, 1], 0.001 * np.ones(rate)])
+    write_audio(tmp_path / "long.wav", longer, rate)
+    result = align_files(reamp["folder"] / "di.wav", tmp_path / "long.wav")
+    assert result.trimmed_frames > 0 and result.padded_frames == 0
+    assert any("render tail" in note for note in result.notes)
+    write_audio(tmp_path / "short.wav", take[:-3000, 1], rate)
+    result = align_files(reamp["folder"] / "di.wav", tmp_path / "short.wav")
+    assert result.padded_frames > 3000 and result.trimmed_frames == 0
+    assert any("padded" in note for note in result.notes)
+    pair, _ = read_audio(result.out_path)
+    assert len(pair) == len(reamp["di"])
+
+
+def test_align_files_refusals(reamp: dict, tmp_path: Path) -> None:
+    folder, rate, take = reamp["folder"], reamp["rate"], reamp["take"]
+    write_audio(tmp_path / "48k.wav", take[:, 1], 48000)
+    with pytest.raises(AlignmentError, match="48k.wav is at 48000 Hz but the input .*44100"):
+        align_files(folder / "di.wav", tmp_path / "48k.wav")
+    write_audio(tmp_path / "stereo.wav", take, rate)
+    with pytest.raises(AlignmentError, match="stereo.wav has 2 channels"):
+        align_files(folder / "di.wav", tmp_path / "stereo.wav")
+    sf.write(tmp_path / "silent.wav", np.zeros(rate * 2, dtype=np.float32), rate, subtype="FLOAT")
+    with pytest.raises(AlignmentError, match="silent.wav .*silent"):
+        align_files(folder / "di.wav", tmp_path / "silent.wav")
+    noise = 0.1 * np.random.default_rng(9).standard_normal(len(take))
+    write_audio(tmp_path / "other.wav", noise, rate)
+    with pytest.raises(AlignmentError, match="other.wav does not look like a recording"):
+        align_files(folder / "di.wav", tmp_path / "other.wav")
+    with pytest.raises(UsageError, match="would overwrite"):
+        align_files(folder / "di.wav", folder / "amp.wav", out_path=folder / "di.wav")
