@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+
 from ampcap.train.model import build_model, make_config
 from ampcap.train.render import render_sequential, render_with_stats
 

@@ -24,8 +24,8 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
-from ampcap.dataset.wavstream import WavStreamWriter
 
+from ampcap.dataset.wavstream import WavStreamWriter
 from ampcap.errors import DatasetError
 from ampcap.files import atomic_write_json
 from ampcap.schema.dataset import SPLITS, DatasetManifest, Piece

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ampcap.dataset.split import SourceSpan
-
 from ampcap.errors import DatasetError, UsageError
 from ampcap.files import audio_info, sha256_file
 from ampcap.schema.alignment import (

@@ -25,6 +25,8 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
+
+from ampcap import __version__
 from ampcap.dataset.export import EXPORT_FORMATS, write_exports
 from ampcap.dataset.split import PlannedPiece, SplitPlan, plan_blocks, plan_pieces, split_ratios
 from ampcap.dataset.split_inputs import (
@@ -36,8 +38,6 @@ from ampcap.dataset.split_inputs import (
     setting_label,
 )
 from ampcap.dataset.wavstream import WavStreamWriter, check_size, data_bytes
-
-from ampcap import __version__
 from ampcap.errors import AmpcapError, AudioFileError, DatasetError
 from ampcap.schema.dataset import (
     MANIFEST_NAME,

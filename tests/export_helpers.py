@@ -12,12 +12,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from ampcap.train.checkpoint import save_checkpoint
-from ampcap.train.model import ModelConfig, build_model
 
 from ampcap.files import write_audio
 from ampcap.schema.dataset import DatasetManifest, save_dataset
 from ampcap.schema.session import Knob
+from ampcap.train.checkpoint import save_checkpoint
+from ampcap.train.model import ModelConfig, build_model
 
 RATE_HZ = 8000
 ISF = Knob("isf", 0.0, 10.0)

@@ -14,15 +14,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from ampcap.train.export import (
-    NAM_VERSION,
-    NamMetadata,
-    export_model,
-    fold_knobs,
-    read_exported,
-    weights_from_model,
-    write_exports,
-)
 from export_helpers import (
     GAIN,
     ISF,
@@ -36,6 +27,15 @@ from export_helpers import (
 from export_reference import aidax_reference, nam_reference, proteus_reference
 
 from ampcap.errors import ModelFormatError, UsageError
+from ampcap.train.export import (
+    NAM_VERSION,
+    NamMetadata,
+    export_model,
+    fold_knobs,
+    read_exported,
+    weights_from_model,
+    write_exports,
+)
 
 TOLERANCE = 1e-5
 AUDIO = guitar_audio(3000)

@@ -10,11 +10,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from ampcap.train.model import build_model, make_config
-from ampcap.train.render import render, render_sequential, render_with_stats
 from export_helpers import RATE_HZ, guitar_audio, make_model, torch_output
 
 from ampcap.errors import UsageError
+from ampcap.train.model import build_model, make_config
+from ampcap.train.render import render, render_sequential, render_with_stats
 
 TOLERANCE = 1e-4
 AUDIO = guitar_audio(RATE_HZ * 3, seed=1)

@@ -168,6 +168,7 @@ def test_render_command_runs_as_a_program(run_dir: Path, di: Path, tmp_path: Pat
 
 def test_render_a_wavenet_checkpoint(tmp_path: Path, di: Path) -> None:
     import torch
+
     from ampcap.train.model import build_model, make_config
     from ampcap.train.render import render_file, render_sequential
 

@@ -5,6 +5,9 @@ from __future__ import annotations
 import math
 
 import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+
 from ampcap.dataset.split import (
     PlannedBlock,
     SourceSpan,
@@ -15,9 +18,6 @@ from ampcap.dataset.split import (
     plan_pieces,
     split_ratios,
 )
-from hypothesis import HealthCheck, assume, given, settings
-from hypothesis import strategies as st
-
 from ampcap.errors import DatasetError
 from ampcap.schema.dataset import SPLITS
 

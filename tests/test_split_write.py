@@ -12,14 +12,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from ampcap.dataset import split_write
-from ampcap.dataset.split_write import SplitOptions, build_dataset
-from ampcap.dataset.wavstream import WavStreamWriter
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from scipy.io import wavfile
 from split_helpers import SourceSpec, decode_input, make_session, snapshot
 
+from ampcap.dataset import split_write
+from ampcap.dataset.split_write import SplitOptions, build_dataset
+from ampcap.dataset.wavstream import WavStreamWriter
 from ampcap.errors import AmpcapError, DatasetError, SessionError
 from ampcap.files import sha256_array
 from ampcap.schema.dataset import SPLITS, load_dataset

@@ -739,6 +739,7 @@ def read_exported(path: str | Path) -> ExportedModel:
 def model_from_weights(weights: RecurrentWeights) -> Any:
     """Build the equivalent ampcap torch model (eval mode, CPU) of a :class:`RecurrentWeights`."""
     import torch
+
     from ampcap.train.model import ModelConfig, build_model
 
     config = ModelConfig(

@@ -37,6 +37,10 @@ from typing import Any
 
 import numpy as np
 import torch
+
+from ampcap.errors import AudioFileError, ModelFormatError, UsageError
+from ampcap.files import audio_info, read_audio, write_audio
+from ampcap.schema.session import Knob
 from ampcap.train.export import (
     RecurrentWeights,
     fold_knobs,
@@ -44,10 +48,6 @@ from ampcap.train.export import (
     read_exported,
     weights_from_model,
 )
-
-from ampcap.errors import AudioFileError, ModelFormatError, UsageError
-from ampcap.files import audio_info, read_audio, write_audio
-from ampcap.schema.session import Knob
 
 DEFAULT_WARMUP_SAMPLES = 2048
 DEFAULT_TOLERANCE = 1e-4
