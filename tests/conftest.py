@@ -1,0 +1,65 @@
+"""Fixtures for the real-audio tests: a private JACK server and ampcap's JACK device.
+
+Tests marked ``jack`` record through PortAudio and a real ``jackd`` (dummy backend, synchronous
+mode, 1024-frame periods, a server name no other process uses). They are skipped, with the
+reason, where jackd, libjack, libportaudio or JACK-Client is missing; with
+``AMPCAP_REQUIRE_JACK=1`` (set by ``make test``, which installs them) a missing piece fails them
+instead, so CI can never pass by skipping the audio path.
+
+The pytest process itself never opens PortAudio on the private server: ``ampcap`` runs as a
+subprocess with :func:`jack_env`'s environment, so PortAudio starts and stops inside it.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from ampcap.capture.jack_device import JackServer, VirtualAmpProcess, jack_unavailable_reason
+
+# No process started by the tests may spawn a JACK server of its own behind our back.
+os.environ["JACK_NO_START_SERVER"] = "1"
+
+#: The JACK device's knob value when the suite starts (every take sets it again).
+DEVICE_START_KNOBS = {"isf": 5.0}
+
+
+def _jack_required() -> bool:
+    return os.environ.get("AMPCAP_REQUIRE_JACK") == "1"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    reason = jack_unavailable_reason()
+    if reason is None or _jack_required():
+        return
+    skip = pytest.mark.skip(reason=f"needs a JACK server and PortAudio: {reason}")
+    for item in items:
+        if "jack" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def jack_server() -> Iterator[JackServer]:
+    """A private jackd (dummy backend, 48 kHz, 1024 frames, sync) for the whole test session."""
+    reason = jack_unavailable_reason()
+    if reason is not None:
+        pytest.fail(f"AMPCAP_REQUIRE_JACK=1 but the JACK tests cannot run: {reason}")
+    server = JackServer(f"ampcap-test-{os.getpid()}-{uuid.uuid4().hex[:6]}")
+    with server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def jack_device(jack_server: JackServer) -> Iterator[VirtualAmpProcess]:
+    """ampcap's JACK device, "ampcap-virtual-amp", on the private server."""
+    with VirtualAmpProcess(jack_server.name, knobs=DEVICE_START_KNOBS) as device:
+        yield device
+
+
+@pytest.fixture(scope="session")
+def jack_env(jack_server: JackServer, jack_device: VirtualAmpProcess) -> dict[str, str]:
+    """The environment for subprocesses that must reach the private server and its device."""
+    return {**os.environ, **jack_server.environment}
