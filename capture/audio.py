@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ampcap.capture.engine import Progress, Sink, TakeResult
+from ampcap.capture.engine import Progress, Sink, TakeResult, memory_map_of, release_played_pages
 from ampcap.errors import CaptureError, DeviceError
 
 if TYPE_CHECKING:
@@ -41,42 +41,13 @@ _STALL_S = 3.0
 _LEVEL_TOLERANCE_DB = 1e-3
 
 
-def _mapping(samples: np.ndarray) -> mmap.mmap | None:
-    """The memory map behind ``samples`` (a :class:`numpy.memmap`, a buffer over an
-    :class:`mmap.mmap`, or a slice of either), or None for an array in memory."""
-    mapped = samples.base
-    while isinstance(mapped, np.ndarray):  # a slice of a mapped program
-        mapped = mapped.base
-    if isinstance(mapped, memoryview):
-        mapped = mapped.obj
-    return mapped if isinstance(mapped, mmap.mmap) and not mapped.closed else None
-
-
-def _release_pages(samples: np.ndarray, stop_frame: int, start_frame: int = 0) -> None:
-    """Give back the memory of a memory-mapped array's pages in ``[start_frame, stop_frame)``.
-
-    For programs played from a read-only map of ``program.wav``: pages already played leave the
-    resident set, and are read from the file again if anything looks at them. Arrays in memory
-    are left alone.
-    """
-    mapped = _mapping(samples)
-    if mapped is None or not hasattr(mmap, "MADV_DONTNEED"):
-        return
-    offset = samples.ctypes.data - np.frombuffer(mapped, dtype=np.uint8, count=1).ctypes.data
-    # Whole pages only: the first one may hold the file header, the last one frames still due.
-    start = (offset + max(start_frame, 0) * samples.itemsize) // mmap.PAGESIZE * mmap.PAGESIZE
-    stop = (offset + max(stop_frame, 0) * samples.itemsize) // mmap.PAGESIZE * mmap.PAGESIZE
-    if stop > start:
-        mapped.madvise(mmap.MADV_DONTNEED, start, stop - start)
-
-
 def _page_in(samples: np.ndarray, start_frame: int, stop_frame: int) -> None:
     """Read one value per page of a memory-mapped array's frames ``[start, stop)``.
 
     Called ahead of the audio callback from another thread, so the callback never waits on the
     disk (or even on a page fault) for the program it plays.
     """
-    if _mapping(samples) is not None:
+    if memory_map_of(samples) is not None:
         step = max(mmap.PAGESIZE // samples.itemsize, 1)
         float(np.sum(samples[max(start_frame, 0) : stop_frame : step], dtype=np.float64))
 
@@ -370,7 +341,7 @@ class SoundDeviceEngine:
                     f"output signals must have shape ({len(to_device)},), not {signal.shape}"
                 )
             check_level(signal, self.safety.max_output_dbfs)
-            _release_pages(signal, len(signal))  # the level scan paged in a mapped program
+            release_played_pages(signal, len(signal))  # the level scan paged in a mapped program
         audio = self.audio
         length = len(to_device)
         out_device, out_loop = audio.output_device - 1, audio.output_loopback - 1
@@ -484,7 +455,7 @@ class SoundDeviceEngine:
                     # Up to a second behind the callback: it never reads there again.
                     done = state.position - self.sample_rate_hz
                     for signal in unique:
-                        _release_pages(signal, done, released_at - self.sample_rate_hz)
+                        release_played_pages(signal, done, released_at - self.sample_rate_hz)
                     released_at = state.position
                 now = time.monotonic()
                 if state.calls != last_calls:

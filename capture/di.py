@@ -13,14 +13,18 @@ from soft to hard picking, normalised to a realistic DI peak level.
 from __future__ import annotations
 
 import math
+import os
+import tempfile
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from scipy import fft, signal
 
-from ampcap.errors import AudioFileError, UsageError
-from ampcap.files import read_audio
+from ampcap.errors import AudioFileError, CaptureError, UsageError
+from ampcap.files import audio_info, read_audio
 from ampcap.schema.session import SOURCE_KINDS
 
 #: Peak level of the built-in DI sources, dBFS (a humbucker DI peaks around -6..-3 dBFS).
@@ -47,6 +51,72 @@ class DiSource:
     kind: str
     samples: np.ndarray
     origin: str
+
+
+@dataclass(frozen=True)
+class DiStream:
+    """One DI source read a stretch at a time, so a long DI is never held in memory whole.
+
+    Attributes
+    ----------
+    name, kind, origin : str
+        As in :class:`DiSource`.
+    frames : int
+        Length, samples at the rig's rate.
+    read : callable
+        ``read(start, stop)`` -> float32 shape (stop - start,): the samples ``start:stop``,
+        the same values a :class:`DiSource` of the whole DI holds there.
+    """
+
+    name: str
+    kind: str
+    frames: int
+    origin: str
+    read: Callable[[int, int], np.ndarray]
+
+
+def stream_of(source: DiSource) -> DiStream:
+    """A :class:`DiStream` over a DI already in memory."""
+    samples = source.samples
+    return DiStream(
+        source.name, source.kind, len(samples), source.origin, lambda a, b: samples[a:b]
+    )
+
+
+def _open_spill(workdir: Path, prefix: str) -> tuple[Path, BinaryIO]:
+    """A new raw sample file in ``workdir``, open for writing."""
+    try:
+        descriptor, name = tempfile.mkstemp(prefix=prefix, suffix=".raw", dir=workdir)
+    except OSError as exc:
+        raise _spill_error(workdir, exc) from exc
+    return Path(name), os.fdopen(descriptor, "wb")
+
+
+def _spill_error(workdir: Path, exc: OSError) -> CaptureError:
+    return CaptureError(
+        f"The DI could not be prepared in the working folder {workdir} ({exc}); nothing was "
+        "played. Free some disk space there (or point TMPDIR at a disk with room) and run the "
+        "command again."
+    )
+
+
+def _spill_reader(
+    path: Path, dtype: str, scale: float | None = None
+) -> Callable[[int, int], np.ndarray]:
+    """``read(start, stop)`` of a raw sample file written by this module, as float32.
+
+    With ``scale`` the float64 samples are multiplied by it before the one rounding to float32,
+    exactly what scaling a float64 array in memory and casting it does.
+    """
+    size = np.dtype(dtype).itemsize
+
+    def read(start: int, stop: int) -> np.ndarray:
+        block = np.fromfile(path, dtype=dtype, count=max(stop - start, 0), offset=start * size)
+        if scale is not None:
+            block *= scale
+        return block.astype(np.float32)
+
+    return read
 
 
 # --- the plucked string ---------------------------------------------------------------------
@@ -105,10 +175,63 @@ _BASS = _Range(low=28, high=55, t60_s=3.5, pickup_hz=2500.0)
 _CHORDS = ((0, 7, 12, 16, 19, 24), (0, 7, 12, 15, 19, 24), (0, 7, 12), (0, 4, 7, 12))
 
 
-def _render(kind: str, frames: int, fs: int, rng: np.random.Generator) -> np.ndarray:
-    """A phrase-structured performance of ``frames`` samples on guitar or bass, float64."""
+class _Mix:
+    """The sum of the notes, kept only from the first sample not yet filtered and handed out.
+
+    Notes are added in the order they are played, each onto zeros or onto the notes before it,
+    so every sample is the same float64 sum, in the same order, as in one buffer holding the
+    whole performance. Whole seconds are then filtered in order with the filter state carried
+    over, as the whole buffer was filtered a second at a time.
+    """
+
+    def __init__(self, frames: int, fs: int, sos: np.ndarray) -> None:
+        self.frames = frames
+        self.fs = fs
+        self.sos = sos
+        self.state = np.zeros((sos.shape[0], 2))
+        # Notes are cut one second past the end, as the whole buffer was that long.
+        self.limit = frames + fs
+        self.base = 0  # the sample that buffer[0] holds; everything before it was handed out
+        self.buffer = np.zeros(0)
+
+    def add(self, start: int, note: np.ndarray) -> None:
+        note = note[: self.limit - start]
+        stop = start + len(note) - self.base
+        if stop > len(self.buffer):
+            self.buffer = np.concatenate([self.buffer, np.zeros(stop - len(self.buffer))])
+        self.buffer[start - self.base : stop] += note
+
+    def filtered(self, ready: int) -> Iterator[np.ndarray]:
+        """The filtered seconds that lie before ``ready``; at ``ready == frames`` all the rest.
+
+        Yields float64 blocks of ``fs`` samples (the last one cut at ``frames``).
+        """
+        final = ready >= self.frames
+        while self.base < self.frames and (final or self.base + self.fs <= ready):
+            chunk = self.buffer[: self.fs]
+            if len(chunk) < self.fs:
+                chunk = np.concatenate([chunk, np.zeros(self.fs - len(chunk))])
+            chunk, self.state = signal.sosfilt(self.sos, chunk, zi=self.state)
+            yield chunk[: self.frames - self.base]
+            self.buffer = self.buffer[self.fs :]
+            self.base += self.fs
+
+
+def _render_blocks(
+    kind: str, frames: int, fs: int, rng: np.random.Generator
+) -> Iterator[np.ndarray]:
+    """A phrase-structured performance of ``frames`` samples on guitar or bass, float64, in
+    blocks of one second (the last one shorter), made as it is played so that memory does not
+    grow with its length."""
     spec = _GUITAR if kind == "guitar" else _BASS
-    out = np.zeros(frames + fs)  # room for notes that end past the last phrase
+    # The pickup's resonance rolls off the top; the input coupling removes DC.
+    sos = np.vstack(
+        [
+            signal.butter(2, spec.pickup_hz, "lowpass", fs=fs, output="sos"),
+            signal.butter(1, 20.0, "highpass", fs=fs, output="sos"),
+        ]
+    )
+    mix = _Mix(frames, fs, sos)
     time_s = 0.2
     end_s = frames / fs - 0.3
     while time_s < end_s:
@@ -160,29 +283,43 @@ def _render(kind: str, frames: int, fs: int, rng: np.random.Generator) -> np.nda
             length = max(int(length_s * fs), int(0.03 * fs))
             if start >= frames:
                 continue
-            out[start : start + length] += _pluck(
-                _midi_hz(note),
-                length,
-                t60_s,
-                velocity,
-                damping,
-                rng.uniform(0.1, 0.3),
-                fs,
-                rng,
-            )[: len(out) - start]
+            mix.add(
+                start,
+                _pluck(
+                    _midi_hz(note),
+                    length,
+                    t60_s,
+                    velocity,
+                    damping,
+                    rng.uniform(0.1, 0.3),
+                    fs,
+                    rng,
+                ),
+            )
         time_s += phrase_s + rng.uniform(0.0, 0.3)
-    # The pickup's resonance rolls off the top; the input coupling removes DC.
-    sos = np.vstack(
-        [
-            signal.butter(2, spec.pickup_hz, "lowpass", fs=fs, output="sos"),
-            signal.butter(1, 20.0, "highpass", fs=fs, output="sos"),
-        ]
-    )
-    # Filtered in place, a second at a time, so a long DI is never held twice.
-    state = np.zeros((sos.shape[0], 2))
-    for start in range(0, frames, fs):
-        out[start : start + fs], state = signal.sosfilt(sos, out[start : start + fs], zi=state)
-    return out[:frames]
+        # Every later note starts at or after time_s: the mix before it is final.
+        yield from mix.filtered(min(int(time_s * fs), frames))
+    yield from mix.filtered(frames)
+
+
+def _render(kind: str, frames: int, fs: int, rng: np.random.Generator) -> np.ndarray:
+    """The whole performance of :func:`_render_blocks` in one float64 array, shape (frames,)."""
+    return np.concatenate(list(_render_blocks(kind, frames, fs, rng)))
+
+
+def _check_seconds(seconds: float) -> None:
+    if not seconds >= 2.0:
+        raise UsageError(
+            f"--di-seconds {seconds:g} is too short; give at least 2 seconds "
+            "(60 is a good start, the DAFx-19 paper used about 8 minutes)."
+        )
+
+
+def _builtin_parts(seconds: float, sample_rate_hz: int) -> tuple[tuple[str, int, int], ...]:
+    """(kind, frames, seed offset) of each built-in source."""
+    total = int(round(seconds * sample_rate_hz))
+    guitar_frames = total // 2
+    return (("guitar", guitar_frames, 0), ("bass", total - guitar_frames, 1))
 
 
 def builtin_di(
@@ -205,21 +342,60 @@ def builtin_di(
     -------
     list of DiSource
         ``builtin-guitar`` (kind guitar) and ``builtin-bass`` (kind bass), float32.
+        :func:`builtin_di_streams` gives the same samples without holding them.
     """
-    if not seconds >= 2.0:
-        raise UsageError(
-            f"--di-seconds {seconds:g} is too short; give at least 2 seconds "
-            "(60 is a good start, the DAFx-19 paper used about 8 minutes)."
-        )
-    total = int(round(seconds * sample_rate_hz))
-    guitar_frames = total // 2
+    _check_seconds(seconds)
     sources = []
-    for kind, frames, offset in (("guitar", guitar_frames, 0), ("bass", total - guitar_frames, 1)):
+    for kind, frames, offset in _builtin_parts(seconds, sample_rate_hz):
         rng = np.random.default_rng([seed, offset])
         audio = _render(kind, frames, sample_rate_hz, rng)
         audio *= 10 ** (peak_dbfs / 20) / max(float(np.max(np.abs(audio))), 1e-12)
         sources.append(DiSource(f"builtin-{kind}", kind, audio.astype(np.float32), "built-in"))
     return sources
+
+
+def builtin_di_streams(
+    seconds: float,
+    sample_rate_hz: int,
+    workdir: Path,
+    seed: int = 0,
+    peak_dbfs: float = BUILTIN_PEAK_DBFS,
+) -> list[DiStream]:
+    """The built-in DI of :func:`builtin_di`, sample for sample, made in bounded memory.
+
+    Each source is synthesised a second at a time into a float64 file in ``workdir`` (8 bytes a
+    sample) while its peak is tracked; reading a stretch scales it to ``peak_dbfs`` and rounds
+    it to float32, the same two operations :func:`builtin_di` applies to the whole array.
+
+    Parameters
+    ----------
+    seconds, sample_rate_hz, seed, peak_dbfs
+        As in :func:`builtin_di`.
+    workdir : Path
+        An existing folder for the raw files; the caller removes it when done.
+
+    Returns
+    -------
+    list of DiStream
+    """
+    _check_seconds(seconds)
+    streams = []
+    for kind, frames, offset in _builtin_parts(seconds, sample_rate_hz):
+        rng = np.random.default_rng([seed, offset])
+        path, handle = _open_spill(workdir, f"builtin-{kind}-")
+        peak = 0.0
+        try:
+            with handle:
+                for block in _render_blocks(kind, frames, sample_rate_hz, rng):
+                    peak = max(peak, float(np.max(np.abs(block), initial=0.0)))
+                    handle.write(block.astype("<f8").tobytes())
+        except OSError as exc:
+            raise _spill_error(workdir, exc) from exc
+        scale = 10 ** (peak_dbfs / 20) / max(peak, 1e-12)
+        streams.append(
+            DiStream(f"builtin-{kind}", kind, frames, "built-in", _spill_reader(path, "<f8", scale))
+        )
+    return streams
 
 
 # --- the user's files -------------------------------------------------------------------------
@@ -238,6 +414,114 @@ def parse_di_spec(spec: str) -> tuple[str, Path]:
     return ("bass" if "bass" in path.name.lower() else "guitar"), path
 
 
+#: Frames read from a ``--di`` file at a time while checking it.
+FILE_BLOCK_FRAMES = 1 << 17
+
+
+def _unique_name(path: Path, used: set[str]) -> str:
+    name = path.stem
+    suffix = 2
+    while name in used:
+        name = f"{path.stem}-{suffix}"
+        suffix += 1
+    used.add(name)
+    return name
+
+
+def _different_channels(path: Path, channels: int) -> AudioFileError:
+    return AudioFileError(
+        f"{path} has {channels} different channels; a DI is one signal. "
+        "Export the channel you want as a mono file (for example with sox: "
+        f"`sox {path.name} di-mono.wav remix 1`) and give that file to --di."
+    )
+
+
+def _file_reader(path: Path) -> Callable[[int, int], np.ndarray]:
+    """``read(start, stop)`` of a file's first channel, float32, validated as it is read."""
+
+    def read(start: int, stop: int) -> np.ndarray:
+        samples, _ = read_audio(path, start=start, frames=stop - start, allow_silence=True)
+        return np.ascontiguousarray(samples[:, 0])
+
+    return read
+
+
+def di_file_streams(
+    specs: list[str], sample_rate_hz: int, workdir: Path | None = None
+) -> tuple[list[DiStream], list[str]]:
+    """Open ``--di`` files as mono sources at the rig's rate, checked a block at a time.
+
+    A file at the rig's rate is read a block of :data:`FILE_BLOCK_FRAMES` frames at a time,
+    here to check it and later each time its samples are wanted, so it is never held whole.
+    A file at another rate is read whole and resampled in one piece (the result is the same
+    as :func:`load_di_files` gives), then kept as a float32 file in ``workdir`` (in memory when
+    ``workdir`` is None): only that step's memory grows with the file's length.
+
+    Parameters
+    ----------
+    specs : list of str
+        ``PATH`` or ``KIND:PATH`` per file (see :func:`parse_di_spec`).
+    sample_rate_hz : int
+        The rig's rate.
+    workdir : Path, optional
+        An existing folder for resampled files; the caller removes it when done.
+
+    Returns
+    -------
+    streams : list of DiStream
+    notices : list of str
+        One line per resampled or down-mixed file, for the console.
+
+    Raises
+    ------
+    AudioFileError
+        As :func:`load_di_files`.
+    """
+    streams: list[DiStream] = []
+    notices: list[str] = []
+    used: set[str] = set()
+    for spec in specs:
+        kind, path = parse_di_spec(spec)
+        info = audio_info(path)
+        peak = 0.0
+        spread = 0.0
+        for start in range(0, info.frames, FILE_BLOCK_FRAMES):
+            samples, _ = read_audio(path, start=start, frames=FILE_BLOCK_FRAMES, allow_silence=True)
+            peak = max(peak, float(np.max(np.abs(samples), initial=0.0)))
+            if samples.shape[1] > 1:
+                spread = max(spread, float(np.max(np.abs(samples - samples[:, :1]), initial=0.0)))
+        if peak < 1e-6:
+            raise AudioFileError(
+                f"{info.path} is silent (peak below -120 dBFS). Is it the right file?"
+            )
+        if info.channels > 1:
+            if spread > 1e-4:
+                raise _different_channels(path, info.channels)
+            notices.append(f"{path} has {info.channels} identical channels; using the first.")
+        name = _unique_name(path, used)
+        if info.sample_rate_hz == sample_rate_hz:
+            streams.append(DiStream(name, kind, info.frames, str(path), _file_reader(path)))
+            continue
+        samples, rate = read_audio(path)
+        g = math.gcd(rate, sample_rate_hz)
+        mono = signal.resample_poly(
+            samples[:, 0].astype(np.float64), sample_rate_hz // g, rate // g
+        ).astype(np.float32)
+        del samples
+        notices.append(f"{path} is at {rate} Hz; resampled to the rig's {sample_rate_hz} Hz.")
+        if workdir is None:
+            streams.append(stream_of(DiSource(name, kind, mono, str(path))))
+            continue
+        spill, handle = _open_spill(workdir, "di-")
+        try:
+            with handle:
+                handle.write(mono.astype("<f4").tobytes())
+        except OSError as exc:
+            raise _spill_error(workdir, exc) from exc
+        streams.append(DiStream(name, kind, len(mono), str(path), _spill_reader(spill, "<f4")))
+    return streams, notices
+
+
 def load_di_files(specs: list[str], sample_rate_hz: int) -> tuple[list[DiSource], list[str]]:
     """Read ``--di`` files as mono sources at the rig's rate.
 
@@ -245,7 +529,8 @@ def load_di_files(specs: list[str], sample_rate_hz: int) -> tuple[list[DiSource]
     twice; the first channel is used, with a notice). Different channels are refused: mixing
     them could cancel, and picking one is the user's call. Files at another rate are resampled
     (``scipy.signal.resample_poly``, a polyphase anti-aliased resampler) with a notice. Levels
-    are never changed: the device must see the DI at its real level.
+    are never changed: the device must see the DI at its real level. :func:`di_file_streams`
+    gives the same samples without holding them.
 
     Parameters
     ----------
@@ -265,31 +550,6 @@ def load_di_files(specs: list[str], sample_rate_hz: int) -> tuple[list[DiSource]
     AudioFileError
         Missing, non-audio, corrupt or silent files, or stereo files with different channels.
     """
-    sources: list[DiSource] = []
-    notices: list[str] = []
-    used: set[str] = set()
-    for spec in specs:
-        kind, path = parse_di_spec(spec)
-        samples, rate = read_audio(path)
-        if samples.shape[1] > 1:
-            spread = float(np.max(np.abs(samples - samples[:, :1])))
-            if spread > 1e-4:
-                raise AudioFileError(
-                    f"{path} has {samples.shape[1]} different channels; a DI is one signal. "
-                    "Export the channel you want as a mono file (for example with sox: "
-                    f"`sox {path.name} di-mono.wav remix 1`) and give that file to --di."
-                )
-            notices.append(f"{path} has {samples.shape[1]} identical channels; using the first.")
-        mono = samples[:, 0].astype(np.float64)
-        if rate != sample_rate_hz:
-            g = math.gcd(rate, sample_rate_hz)
-            mono = signal.resample_poly(mono, sample_rate_hz // g, rate // g)
-            notices.append(f"{path} is at {rate} Hz; resampled to the rig's {sample_rate_hz} Hz.")
-        name = path.stem
-        suffix = 2
-        while name in used:
-            name = f"{path.stem}-{suffix}"
-            suffix += 1
-        used.add(name)
-        sources.append(DiSource(name, kind, mono.astype(np.float32), str(path)))
+    streams, notices = di_file_streams(specs, sample_rate_hz)
+    sources = [DiSource(s.name, s.kind, s.read(0, s.frames), s.origin) for s in streams]
     return sources, notices

@@ -10,6 +10,7 @@ memory does not grow with the length of a take.
 from __future__ import annotations
 
 import errno
+import mmap
 import queue
 import shutil
 import threading
@@ -62,6 +63,35 @@ class AudioEngine(Protocol):
     def stop(self) -> None:
         """Ask a running take to stop as soon as it can (safe from a signal handler)."""
         ...
+
+
+def memory_map_of(samples: np.ndarray) -> mmap.mmap | None:
+    """The memory map behind ``samples`` (a :class:`numpy.memmap`, a buffer over an
+    :class:`mmap.mmap`, or a slice of either), or None for an array in memory."""
+    mapped = samples.base
+    while isinstance(mapped, np.ndarray):  # a slice of a mapped program
+        mapped = mapped.base
+    if isinstance(mapped, memoryview):
+        mapped = mapped.obj
+    return mapped if isinstance(mapped, mmap.mmap) and not mapped.closed else None
+
+
+def release_played_pages(samples: np.ndarray, stop_frame: int, start_frame: int = 0) -> None:
+    """Give back the memory of a memory-mapped array's pages in ``[start_frame, stop_frame)``.
+
+    For programs played from a read-only map of ``program.wav``: pages already played leave the
+    resident set, and are read from the file again if anything looks at them. Arrays in memory
+    are left alone.
+    """
+    mapped = memory_map_of(samples)
+    if mapped is None or not hasattr(mmap, "MADV_DONTNEED"):
+        return
+    offset = samples.ctypes.data - np.frombuffer(mapped, dtype=np.uint8, count=1).ctypes.data
+    # Whole pages only: the first one may hold the file header, the last one frames still due.
+    start = (offset + max(start_frame, 0) * samples.itemsize) // mmap.PAGESIZE * mmap.PAGESIZE
+    stop = (offset + max(stop_frame, 0) * samples.itemsize) // mmap.PAGESIZE * mmap.PAGESIZE
+    if stop > start:
+        mapped.madvise(mmap.MADV_DONTNEED, start, stop - start)
 
 
 # Less free space than this after a failed write: the disk is full.

@@ -13,20 +13,28 @@ recorded in ``session.json``)::
 
 The markers give each take's latency and clock drift; the two identical reference segments give
 a repeatability check. The program's peak is checked against the rig's ``max_output_dbfs``
-before anything is written or played.
+before anything is played.
+
+:func:`build_program_file` makes the program a block at a time, reading each DI stretch by
+stretch (:class:`~ampcap.capture.di.DiStream`) and writing the WAV as it goes, so its memory
+does not grow with the program's length; :func:`build_program` makes the same samples in
+memory.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
+import soundfile as sf
 
-from ampcap.capture.di import DiSource
+from ampcap.capture.di import DiSource, DiStream, stream_of
 from ampcap.capture.rig import SafetySettings
 from ampcap.errors import CaptureError, UsageError
-from ampcap.files import sha256_array
 from ampcap.schema.session import PROGRAM_NAME, Marker, Program, Section, Source
 
 PREROLL_S = 0.5
@@ -38,6 +46,8 @@ GAP_S = 0.5
 SOURCE_GAP_S = 0.25
 REFERENCE_S = 3.0
 TAIL_S = 1.5
+#: Samples made, hashed and written at a time.
+BLOCK_FRAMES = 1 << 17
 
 
 @dataclass(frozen=True)
@@ -54,6 +64,21 @@ class BuiltProgram:
     program: Program
 
 
+@dataclass(frozen=True)
+class ProgramFile:
+    """A program written to a float32 mono WAV, and its description for the manifest.
+
+    Attributes
+    ----------
+    path : Path
+        The WAV :func:`build_program_file` wrote.
+    program : ampcap.schema.session.Program
+    """
+
+    path: Path
+    program: Program
+
+
 def raised_cosine_fades(samples: np.ndarray, fade: int) -> np.ndarray:
     """A copy of ``samples`` (frames,) with raised-cosine fades of ``fade`` samples at each end."""
     out = np.array(samples, dtype=np.float64)
@@ -65,18 +90,30 @@ def raised_cosine_fades(samples: np.ndarray, fade: int) -> np.ndarray:
     return out
 
 
-def _place(out: np.ndarray, start: int, part: np.ndarray, fade: int) -> None:
-    """Copy ``part`` into ``out[start:]`` with raised-cosine fades of ``fade`` samples at its
-    ends (computed in float64 and rounded once, like :func:`raised_cosine_fades`)."""
-    length = len(part)
-    out[start : start + length] = part
+def _fade_ramp(fade: int) -> np.ndarray:
+    """The rising half of a raised-cosine fade of ``fade`` samples, float64."""
+    return 0.5 * (1 - np.cos(np.pi * (np.arange(fade) + 0.5) / fade))
+
+
+def _faded_block(block: np.ndarray, offset: int, length: int, fade: int) -> np.ndarray:
+    """``block`` (samples ``offset:offset + len(block)`` of a part ``length`` long) as float32,
+    with the part's raised-cosine fades of ``fade`` samples where they fall inside the block,
+    each faded sample computed in float64 and rounded once."""
+    out = np.array(block, dtype=np.float32)
     fade = min(fade, length // 2)
-    if fade > 0:
-        ramp = 0.5 * (1 - np.cos(np.pi * (np.arange(fade) + 0.5) / fade))
-        out[start : start + fade] = part[:fade].astype(np.float64) * ramp
-        out[start + length - fade : start + length] = (
-            part[length - fade :].astype(np.float64) * (ramp[::-1])
-        )
+    if fade <= 0:
+        return out
+    ramp = _fade_ramp(fade)
+    stop = offset + len(block)
+    head = slice(offset, min(stop, fade))
+    if head.start < head.stop:
+        out[: head.stop - offset] = block[: head.stop - offset].astype(np.float64) * ramp[head]
+    # Index into the falling ramp: the part's sample length - fade is its first.
+    tail = slice(max(offset, length - fade), stop)
+    if tail.start < tail.stop:
+        falling = ramp[::-1][tail.start - (length - fade) : tail.stop - (length - fade)]
+        out[tail.start - offset :] = block[tail.start - offset :].astype(np.float64) * falling
+    return out
 
 
 def sweep_marker(sample_rate_hz: int, level_dbfs: float) -> tuple[np.ndarray, Marker]:
@@ -104,25 +141,177 @@ def sweep_marker(sample_rate_hz: int, level_dbfs: float) -> tuple[np.ndarray, Ma
     )
 
 
-def _loudest_window(sources: list[DiSource], length: int, hop: int) -> tuple[int, int]:
+@dataclass(frozen=True)
+class _Scan:
+    """What one pass over a source gives: its peak and the energies of its windows."""
+
+    peak: float
+    window_sums: np.ndarray  # float64, energy of the window starting at each multiple of hop
+
+
+def _scan(stream: DiStream, length: int, hop: int) -> _Scan:
+    """Peak and window energies of ``stream``, read a block at a time.
+
+    The running sum of squares is carried from block to block by starting each block's
+    cumulative sum at the previous block's last value, which adds the same numbers in the same
+    order as one cumulative sum over the whole source, so the energies match it bit for bit.
+    """
+    starts = np.arange(0, stream.frames - length + 1, hop)
+    wanted = np.concatenate([starts, starts + length])
+    found = np.zeros(len(wanted))
+    carry = 0.0
+    peak = 0.0
+    for first in range(0, stream.frames, BLOCK_FRAMES):
+        block = stream.read(first, min(first + BLOCK_FRAMES, stream.frames))
+        peak = max(peak, float(np.max(np.abs(block), initial=0.0)))
+        # energy[first + k] for k = 0 .. len(block): sums of squares of the samples before it.
+        energy = np.cumsum(np.concatenate([[carry], block.astype(np.float64) ** 2]))
+        inside = (wanted > first) & (wanted <= first + len(block))
+        found[inside] = energy[wanted[inside] - first]
+        carry = float(energy[-1])
+    return _Scan(peak=peak, window_sums=found[len(starts) :] - found[: len(starts)])
+
+
+def _loudest_window(scans: list[_Scan], length: int, hop: int) -> tuple[int, int]:
     """(source index, start) of the loudest ``length``-sample stretch inside one source."""
     best = (-1.0, 0, 0)
-    for index, source in enumerate(sources):
-        energy = np.concatenate([[0.0], np.cumsum(source.samples.astype(np.float64) ** 2)])
-        starts = np.arange(0, len(source.samples) - length + 1, hop)
-        if len(starts) == 0:
+    for index, scan in enumerate(scans):
+        sums = scan.window_sums
+        if len(sums) == 0:
             continue
-        sums = energy[starts + length] - energy[starts]
         k = int(np.argmax(sums))
         if sums[k] > best[0]:
-            best = (float(sums[k]), index, int(starts[k]))
+            best = (float(sums[k]), index, k * hop)
     return best[1], best[2]
+
+
+@dataclass(frozen=True)
+class _Part:
+    """One stretch of a section: silence, fixed samples (a marker, the reference) or one DI
+    source, faded in and out over ``fade`` samples (0: not faded)."""
+
+    length: int
+    samples: np.ndarray | None = None
+    source: int | None = None  # index into the DI streams
+    fade: int = 0
+
+
+def _part_blocks(part: _Part, streams: list[DiStream]) -> Iterator[np.ndarray]:
+    """The part's float32 samples as played, at most :data:`BLOCK_FRAMES` at a time."""
+    for first in range(0, part.length, BLOCK_FRAMES):
+        stop = min(first + BLOCK_FRAMES, part.length)
+        if part.source is not None:
+            block = streams[part.source].read(first, stop)
+        elif part.samples is not None:
+            block = part.samples[first:stop]
+        else:
+            yield np.zeros(stop - first, dtype=np.float32)
+            continue
+        yield _faded_block(block, first, part.length, part.fade)
+
+
+def _assemble(
+    streams: list[DiStream],
+    sample_rate_hz: int,
+    safety: SafetySettings,
+    rig_name: str,
+    write: Callable[[np.ndarray], None],
+) -> Program:
+    """Lay out the program, hand its samples to ``write`` a block at a time, and describe it.
+
+    Raises the over-level :class:`CaptureError` after the last block: the caller discards what
+    ``write`` received.
+    """
+    if not streams:
+        raise UsageError(
+            "There is no DI to play: give --di files or leave --di out for the built-in DI."
+        )
+    fs = sample_rate_hz
+    fade = int(round(safety.fade_ms * 1e-3 * fs))
+    for stream in streams:
+        if stream.frames < max(2 * fade, int(0.1 * fs)):
+            raise UsageError(
+                f"The DI {stream.origin} ({stream.name}) is only "
+                f"{stream.frames / fs:.3f} s long; give at least 0.1 s."
+            )
+    marker, marker_info = sweep_marker(fs, min(-6.0, safety.max_output_dbfs - 5.0))
+    gap = int(round(GAP_S * fs))
+    source_gap = int(round(SOURCE_GAP_S * fs))
+    ref_length = min(int(round(REFERENCE_S * fs)), max(s.frames for s in streams))
+    hop = max(fs // 10, 1)
+    scans = [_scan(stream, ref_length, hop) for stream in streams]
+    ref_index, ref_start = _loudest_window(scans, ref_length, hop)
+    reference = streams[ref_index].read(ref_start, ref_start + ref_length)
+
+    di_parts: list[_Part] = []
+    for i, stream in enumerate(streams):
+        if i:
+            di_parts.append(_Part(source_gap))
+        di_parts.append(_Part(stream.frames, source=i, fade=fade))
+    di_parts.append(_Part(gap))
+    layout: list[tuple[str, list[_Part]]] = [
+        ("preroll", [_Part(int(round(PREROLL_S * fs)))]),
+        ("marker_start", [_Part(len(marker), samples=marker), _Part(gap)]),
+        ("reference_1", [_Part(ref_length, samples=reference, fade=fade), _Part(gap)]),
+        ("di", di_parts),
+        ("reference_2", [_Part(ref_length, samples=reference, fade=fade), _Part(gap)]),
+        ("marker_end", [_Part(len(marker), samples=marker), _Part(gap)]),
+        ("tail", [_Part(int(round(TAIL_S * fs)))]),
+    ]
+
+    program_hash = hashlib.sha256()
+    source_hashes = [hashlib.sha256() for _ in streams]
+    source_starts = [0] * len(streams)
+    sections = []
+    peak = 0.0
+    position = 0
+    for name, parts in layout:
+        start = position
+        for part in parts:
+            if part.source is not None:
+                source_starts[part.source] = position
+            for block in _part_blocks(part, streams):
+                data = np.ascontiguousarray(block, dtype="<f4").tobytes()
+                program_hash.update(data)
+                if part.source is not None:
+                    source_hashes[part.source].update(data)
+                peak = max(peak, float(np.max(np.abs(block), initial=0.0)))
+                write(block)
+                position += len(block)
+        sections.append(Section(name=name, start=start, length=position - start))
+
+    peak_dbfs = 20 * math.log10(peak) if peak > 0 else -math.inf
+    if peak_dbfs > safety.max_output_dbfs + 1e-6:
+        loudest = streams[max(range(len(streams)), key=lambda i: scans[i].peak)]
+        over = peak_dbfs - safety.max_output_dbfs
+        raise CaptureError(
+            f"The program would peak at {peak_dbfs:.2f} dBFS, above {rig_name}'s limit "
+            f"max_output_dbfs = {safety.max_output_dbfs:g} dBFS; nothing was played. The "
+            f"loudest DI is {loudest.origin} ({loudest.name}). Lower the DI by at least "
+            f"{math.ceil(over * 10) / 10:.1f} dB (for example `sox in.wav out.wav gain "
+            f"-{math.ceil(over + 0.5):.0f}`), or, if your reamp box takes more, raise "
+            "max_output_dbfs in your own copy of the rig file."
+        )
+    placed = tuple(
+        Source(name=s.name, kind=s.kind, start=start, length=s.frames, sha256=h.hexdigest())
+        for s, start, h in zip(streams, source_starts, source_hashes, strict=True)
+    )
+    return Program(
+        file=PROGRAM_NAME,
+        sample_rate_hz=fs,
+        length=position,
+        sha256=program_hash.hexdigest(),
+        peak_dbfs=round(peak_dbfs, 4),
+        marker=marker_info,
+        sections=tuple(sections),
+        sources=placed,
+    )
 
 
 def build_program(
     sources: list[DiSource], sample_rate_hz: int, safety: SafetySettings, rig_name: str = "the rig"
 ) -> BuiltProgram:
-    """Lay out the program around ``sources`` and check it against the rig's output limit.
+    """Lay out the program around ``sources`` in memory and check it against the rig's limit.
 
     Parameters
     ----------
@@ -138,6 +327,7 @@ def build_program(
     Returns
     -------
     BuiltProgram
+        The same samples and description :func:`build_program_file` gives for the same DI.
 
     Raises
     ------
@@ -147,89 +337,61 @@ def build_program(
         The program peaks above ``max_output_dbfs`` (the message names the peak, the limit, the
         loudest source and by how much to lower it).
     """
-    if not sources:
-        raise UsageError(
-            "There is no DI to play: give --di files or leave --di out for the built-in DI."
-        )
-    fs = sample_rate_hz
-    fade = int(round(safety.fade_ms * 1e-3 * fs))
-    for source in sources:
-        if len(source.samples) < max(2 * fade, int(0.1 * fs)):
-            raise UsageError(
-                f"The DI {source.origin} ({source.name}) is only "
-                f"{len(source.samples) / fs:.3f} s long; give at least 0.1 s."
-            )
-    marker, marker_info = sweep_marker(fs, min(-6.0, safety.max_output_dbfs - 5.0))
-    gap = int(round(GAP_S * fs))
-    source_gap = int(round(SOURCE_GAP_S * fs))
-    ref_length = min(int(round(REFERENCE_S * fs)), max(len(s.samples) for s in sources))
-    ref_index, ref_start = _loudest_window(sources, ref_length, max(fs // 10, 1))
-    reference = sources[ref_index].samples[ref_start : ref_start + ref_length]
-
-    # Each section: its parts as (samples or None for silence, length, faded?).
-    di_parts: list[tuple[np.ndarray | None, int, bool]] = []
-    for i, source in enumerate(sources):
-        if i:
-            di_parts.append((None, source_gap, False))
-        di_parts.append((source.samples, len(source.samples), True))
-    di_parts.append((None, gap, False))
-    layout: list[tuple[str, list[tuple[np.ndarray | None, int, bool]]]] = [
-        ("preroll", [(None, int(round(PREROLL_S * fs)), False)]),
-        ("marker_start", [(marker, len(marker), False), (None, gap, False)]),
-        ("reference_1", [(reference, ref_length, True), (None, gap, False)]),
-        ("di", di_parts),
-        ("reference_2", [(reference, ref_length, True), (None, gap, False)]),
-        ("marker_end", [(marker, len(marker), False), (None, gap, False)]),
-        ("tail", [(None, int(round(TAIL_S * fs)), False)]),
-    ]
-    total = sum(length for _, parts in layout for _, length, _ in parts)
-    # Filled in place, float32: the program is never held twice or in float64.
-    samples = np.zeros(total, dtype=np.float32)
-    sections = []
-    source_starts = []
-    position = 0
-    for name, parts in layout:
-        start = position
-        for part, length, faded in parts:
-            if part is not None:
-                _place(samples, position, part, fade if faded else 0)
-                if name == "di":
-                    source_starts.append(position)
-            position += length
-        sections.append(Section(name=name, start=start, length=position - start))
-
-    placed = [
-        Source(
-            name=source.name,
-            kind=source.kind,
-            start=start,
-            length=len(source.samples),
-            sha256=sha256_array(samples[start : start + len(source.samples)]),
-        )
-        for source, start in zip(sources, source_starts, strict=True)
-    ]
-
-    peak = float(np.max(np.abs(samples)))
-    peak_dbfs = 20 * math.log10(peak) if peak > 0 else -math.inf
-    if peak_dbfs > safety.max_output_dbfs + 1e-6:
-        loudest = max(sources, key=lambda s: float(np.max(np.abs(s.samples))))
-        over = peak_dbfs - safety.max_output_dbfs
-        raise CaptureError(
-            f"The program would peak at {peak_dbfs:.2f} dBFS, above {rig_name}'s limit "
-            f"max_output_dbfs = {safety.max_output_dbfs:g} dBFS; nothing was played. The "
-            f"loudest DI is {loudest.origin} ({loudest.name}). Lower the DI by at least "
-            f"{math.ceil(over * 10) / 10:.1f} dB (for example `sox in.wav out.wav gain "
-            f"-{math.ceil(over + 0.5):.0f}`), or, if your reamp box takes more, raise "
-            "max_output_dbfs in your own copy of the rig file."
-        )
-    program = Program(
-        file=PROGRAM_NAME,
-        sample_rate_hz=fs,
-        length=len(samples),
-        sha256=sha256_array(samples),
-        peak_dbfs=round(peak_dbfs, 4),
-        marker=marker_info,
-        sections=tuple(sections),
-        sources=tuple(placed),
+    blocks: list[np.ndarray] = []
+    program = _assemble(
+        [stream_of(s) for s in sources], sample_rate_hz, safety, rig_name, blocks.append
     )
+    samples = np.concatenate(blocks) if blocks else np.zeros(0, dtype=np.float32)
     return BuiltProgram(samples=samples, program=program)
+
+
+def build_program_file(
+    streams: list[DiStream],
+    sample_rate_hz: int,
+    safety: SafetySettings,
+    path: Path,
+    rig_name: str = "the rig",
+) -> ProgramFile:
+    """Write the program around ``streams`` to ``path`` a block at a time and check its level.
+
+    Memory stays bounded by a few blocks of :data:`BLOCK_FRAMES` samples and the reference
+    segment, whatever the program's length: each source is read twice (once for its peak and
+    loudest stretch, once to play it) and every block is hashed and written as it is made.
+
+    Parameters
+    ----------
+    streams : list of DiStream
+        Mono DI at ``sample_rate_hz``, played in this order.
+    sample_rate_hz : int
+    safety : SafetySettings
+        As in :func:`build_program`.
+    path : Path
+        The float32 mono WAV to write (its folder must exist). Nothing is left there when
+        building fails, the over-level refusal included.
+    rig_name : str
+        Named in the over-level message.
+
+    Returns
+    -------
+    ProgramFile
+
+    Raises
+    ------
+    UsageError, CaptureError
+        As :func:`build_program`; CaptureError also when ``path`` cannot be written.
+    """
+    try:
+        with sf.SoundFile(
+            str(path), "w", sample_rate_hz, 1, subtype="FLOAT", format="WAV"
+        ) as handle:
+            program = _assemble(streams, sample_rate_hz, safety, rig_name, handle.write)
+    except (OSError, sf.LibsndfileError) as exc:
+        path.unlink(missing_ok=True)
+        raise CaptureError(
+            f"The program could not be written to {path} ({exc}); nothing was played. Free some "
+            "disk space there (or point TMPDIR at a disk with room) and run the command again."
+        ) from exc
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+    return ProgramFile(path=path, program=program)

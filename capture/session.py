@@ -22,10 +22,13 @@ with a :class:`~ampcap.errors.CaptureError` that says what was kept.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import math
 import os
+import shutil
 import signal
+import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -35,14 +38,14 @@ from typing import Any, Protocol
 import numpy as np
 
 from ampcap import __version__
-from ampcap.capture.di import BUILTIN_PEAK_DBFS, DiSource, builtin_di, load_di_files
+from ampcap.capture.di import BUILTIN_PEAK_DBFS, DiStream, builtin_di_streams, di_file_streams
 from ampcap.capture.engine import AudioEngine, TakeResult, TakeWriter
 from ampcap.capture.knobs import QUIT, REDO, KnobController, knob_settings
 from ampcap.capture.plan import KnobRange
-from ampcap.capture.program import BuiltProgram, build_program
+from ampcap.capture.program import BuiltProgram, ProgramFile, build_program_file
 from ampcap.capture.rig import Rig
 from ampcap.errors import AmpcapError, AudioFileError, CaptureError, SessionError, UsageError
-from ampcap.files import read_audio, sha256_array, write_audio
+from ampcap.files import audio_info, read_audio
 from ampcap.schema.session import (
     MANIFEST_NAME,
     PROGRAM_NAME,
@@ -161,20 +164,27 @@ def _dbfs(peak: float) -> float:
 
 
 def prepare_program(
-    rig: Rig, di_specs: list[str], di_seconds: float, seed: int
-) -> tuple[BuiltProgram, list[str]]:
-    """The session's program and the notices about its DI (resampled or down-mixed files).
+    rig: Rig, di_specs: list[str], di_seconds: float, seed: int, workdir: Path
+) -> tuple[ProgramFile, list[str]]:
+    """The session's program, written to ``workdir``, and the notices about its DI (resampled or
+    down-mixed files).
 
     The built-in DI plays at -3 dBFS peak, or 1 dB under the rig's limit when that is lower.
+    The program is made a block at a time (its memory does not grow with its length); the
+    working files, the program's ``program.wav`` among them, stay in ``workdir`` for the caller
+    to move or remove. An over-level program is refused here, before anything plays.
     """
     notices: list[str] = []
-    sources: list[DiSource]
+    streams: list[DiStream]
     if di_specs:
-        sources, notices = load_di_files(di_specs, rig.sample_rate_hz)
+        streams, notices = di_file_streams(di_specs, rig.sample_rate_hz, workdir)
     else:
         peak = min(BUILTIN_PEAK_DBFS, rig.safety.max_output_dbfs - 1.0)
-        sources = builtin_di(di_seconds, rig.sample_rate_hz, seed, peak)
-    return build_program(sources, rig.sample_rate_hz, rig.safety, rig.name), notices
+        streams = builtin_di_streams(di_seconds, rig.sample_rate_hz, workdir, seed, peak)
+    built = build_program_file(
+        streams, rig.sample_rate_hz, rig.safety, workdir / PROGRAM_NAME, rig.name
+    )
+    return built, notices
 
 
 def session_knobs(rig: Rig, knobs: list[KnobRange]) -> tuple[Knob, ...]:
@@ -203,7 +213,7 @@ def session_knobs(rig: Rig, knobs: list[KnobRange]) -> tuple[Knob, ...]:
 def new_manifest(
     rig: Rig,
     devices: dict[str, str],
-    program: BuiltProgram,
+    program: BuiltProgram | ProgramFile,
     knobs: tuple[Knob, ...],
     plan: list[dict[str, float]],
 ) -> SessionManifest:
@@ -297,17 +307,44 @@ def open_folder(out: Path, wanted: SessionManifest) -> SessionManifest | None:
     return existing
 
 
-def _write_program(folder: Path, program: BuiltProgram) -> None:
-    """Write program.wav unless an identical one is there (a resumed session)."""
+def _program_hash(path: Path, frames: int) -> str | None:
+    """sha256 of a mono program file's float32 samples, read a block at a time; None when the
+    file is damaged or has another shape."""
+    try:
+        info = audio_info(path)
+        if info.channels != 1 or info.frames != frames:
+            return None
+        digest = hashlib.sha256()
+        for start in range(0, frames, 1 << 17):
+            samples, _ = read_audio(
+                path, channels=1, allow_silence=True, start=start, frames=1 << 17
+            )
+            digest.update(np.ascontiguousarray(samples[:, 0], dtype="<f4").tobytes())
+        return digest.hexdigest()
+    except AudioFileError:
+        return None
+
+
+def _write_program(folder: Path, program: ProgramFile) -> None:
+    """Move the built program.wav into ``folder`` unless an identical one is there (a resumed
+    session). It is copied beside its final name first when the two are on different disks,
+    then renamed, so ``folder`` never holds a half-written program.wav."""
     path = folder / PROGRAM_NAME
-    if path.exists():
+    if path.exists() and _program_hash(path, program.program.length) == program.program.sha256:
+        return
+    try:
+        os.replace(program.path, path)
+    except OSError:
+        partial = folder / f".{PROGRAM_NAME}.tmp"
         try:
-            samples, _ = read_audio(path, channels=1, allow_silence=True)
-            if sha256_array(samples[:, 0]) == program.program.sha256:
-                return
-        except AudioFileError:
-            pass  # damaged: the program is deterministic, so write it again
-    write_audio(path, program.samples, program.program.sample_rate_hz)
+            shutil.copyfile(program.path, partial)
+            os.replace(partial, path)
+        except OSError as exc:
+            partial.unlink(missing_ok=True)
+            raise CaptureError(
+                f"{path} could not be written ({exc}); nothing was played. Free some disk "
+                "space and run the same command again to resume."
+            ) from exc
 
 
 def program_samples(path: Path, frames: int) -> np.ndarray:
@@ -512,9 +549,14 @@ def record_session(
         interactive=interactive,
     )
     engine: AudioEngine | None = None
+    # The program and the DI's working files are made here, outside --out, so that a refused
+    # or failed build leaves nothing behind; the folder goes whatever happens.
+    workdir = Path(tempfile.mkdtemp(prefix="ampcap-program-"))
     try:
         controller.check_ready()
-        program, notices = prepare_program(rig, request.di_specs, request.di_seconds, request.seed)
+        program, notices = prepare_program(
+            rig, request.di_specs, request.di_seconds, request.seed, workdir
+        )
         for notice in notices:
             say(notice)
         out = request.out
@@ -532,6 +574,8 @@ def record_session(
         # before program.wav is complete (it is written again, it is deterministic).
         save_session(out, manifest)
         _write_program(out, program)
+        # The DI's working files are not needed for recording: free their disk space now.
+        shutil.rmtree(workdir, ignore_errors=True)
         # Takes play program.wav through a read-only memory map, so the process does not hold
         # the whole program in memory while recording, however long it is.
         samples = program_samples(out / PROGRAM_NAME, program.program.length)
@@ -548,6 +592,7 @@ def record_session(
             tuple(notices),
         )
     finally:
+        shutil.rmtree(workdir, ignore_errors=True)
         controller.close()
         close = getattr(engine, "close", None)
         if engine is not None and callable(close):

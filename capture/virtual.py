@@ -33,7 +33,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from scipy import signal
 
-from ampcap.capture.engine import Progress, Sink, TakeResult
+from ampcap.capture.engine import Progress, Sink, TakeResult, release_played_pages
 from ampcap.capture.rig import VirtualSettings
 from ampcap.errors import UsageError
 
@@ -513,6 +513,9 @@ class VirtualEngine:
             block = interface.pull(frames).astype(np.float32)
             sink(block)
             done += frames
+            # A program played from a map of program.wav: played pages leave memory, so a long
+            # take costs no more than a short one.
+            release_played_pages(program, played - self.blocksize)
             if progress is not None:
                 progress(done, block)
         return TakeResult(frames=done, interrupted=False)

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ampcap.capture.audio import _release_pages
+from ampcap.capture.engine import release_played_pages
 
 pytestmark = pytest.mark.skipif(
     not sys.platform.startswith("linux"), reason="reads /proc/self/status"
@@ -35,7 +35,7 @@ def test_released_pages_leave_the_resident_set_and_read_back_the_same(tmp_path: 
         float(np.sum(samples[44:], dtype=np.float64))
     )
     touched = _resident_file_kib()
-    _release_pages(mapped[1000:], len(mapped) - 1000)  # a slice of the map works too
+    release_played_pages(mapped[1000:], len(mapped) - 1000)  # a slice of the map works too
     released = _resident_file_kib()
     # Reading the whole map makes ~18 MiB resident; releasing gives (almost) all of it back.
     assert touched - before > 15_000
@@ -47,12 +47,12 @@ def test_only_pages_before_the_position_are_released(tmp_path: Path) -> None:
     _, mapped = _mapped(tmp_path, 4_800_000)
     float(np.sum(mapped, dtype=np.float64))
     touched = _resident_file_kib()
-    _release_pages(mapped, len(mapped) // 2)
+    release_played_pages(mapped, len(mapped) // 2)
     half = touched - _resident_file_kib()
     assert 8_000 < half < 10_500  # about 9.2 MiB of the 18.3
 
 
 def test_arrays_in_memory_are_left_alone() -> None:
     samples = np.ones(1_000_000, dtype=np.float32)
-    _release_pages(samples, len(samples))
+    release_played_pages(samples, len(samples))
     assert samples.sum() == 1_000_000
