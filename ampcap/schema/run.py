@@ -1,0 +1,105 @@
+"""The training run manifest, ``runs/<name>/run.json``.
+
+A run folder holds ``run.json`` (this schema), ``checkpoints/last.pt`` (written at every
+validation), ``model.pt`` (the parameters with the best validation loss), ``metrics.json``
+(training curves and test results), ``report.html`` with its PNGs, and ``exports/``.
+``run.json`` ties the run to its dataset (path and manifest hash) and says where it stands.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from ampcap.errors import TrainingError
+from ampcap.files import atomic_write_json, read_json
+
+SCHEMA_VERSION = 1
+MANIFEST_NAME = "run.json"
+CHECKPOINT_DIR = "checkpoints"
+LAST_CHECKPOINT = "checkpoints/last.pt"
+BEST_MODEL = "model.pt"
+METRICS_NAME = "metrics.json"
+EXPORTS_DIR = "exports"
+# running: training now (or killed while training); stopped: ended early by the time budget,
+# patience or Ctrl-C with a usable model; finished: ran its epochs; failed: stopped by an error
+# (the last good checkpoint is kept).
+STATUSES = ("running", "stopped", "finished", "failed")
+
+
+@dataclass(frozen=True)
+class RunManifest:
+    """What a run is and where it stands.
+
+    Attributes
+    ----------
+    model_config : dict
+        ``ModelConfig.to_dict()`` of the model.
+    train_config : dict
+        The training settings (segment, batch, warm-up, TBPTT length, learning rate...).
+    dataset_path : str
+        The dataset folder as given to ``ampcap train``.
+    dataset_manifest_sha256 : str
+        SHA-256 of the dataset's ``manifest.json``; resuming on another dataset is refused.
+    status : str
+        One of :data:`STATUSES`.
+    message : str or None
+        Why the run stopped, in words.
+    summary : dict
+        Headline numbers: ``epochs``, ``steps``, ``best_epoch``, ``best_val_loss``,
+        ``best_val_esr``, ``train_seconds``, ``samples_per_second``, ``test_esr`` (pooled),
+        ``test_esr_worst``, ``heldout_esr``...
+    """
+
+    schema_version: int
+    ampcap_version: str
+    created_at: str
+    updated_at: str
+    model_config: dict[str, Any]
+    train_config: dict[str, Any]
+    dataset_path: str
+    dataset_manifest_sha256: str
+    sample_rate_hz: int
+    knobs: tuple[dict[str, Any], ...]
+    status: str = "running"
+    message: str | None = None
+    summary: dict[str, Any] = field(default_factory=dict)
+
+    def updated(self, **changes: Any) -> RunManifest:
+        return replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        document = asdict(self)
+        document["knobs"] = list(self.knobs)
+        return document
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], where: str = MANIFEST_NAME) -> RunManifest:
+        try:
+            if data["schema_version"] != SCHEMA_VERSION:
+                raise TrainingError(
+                    f"{where} has schema version {data['schema_version']}; this ampcap reads "
+                    f"{SCHEMA_VERSION}. Train the run again with this version."
+                )
+            if data["status"] not in STATUSES:
+                raise TrainingError(f"{where} has an unknown status {data['status']!r}.")
+            return cls(**{**data, "knobs": tuple(data["knobs"])})
+        except (KeyError, TypeError) as exc:
+            raise TrainingError(f"{where} is damaged or not an ampcap run ({exc!r}).") from exc
+
+
+def load_run(folder: str | Path) -> RunManifest:
+    """Read ``folder/run.json``; a folder that is not a run gets a message saying so."""
+    path = Path(folder) / MANIFEST_NAME
+    if not path.exists():
+        raise TrainingError(
+            f"{folder} is not a training run: it has no {MANIFEST_NAME}. Train one with "
+            "`ampcap train DATA --out FOLDER`."
+        )
+    return RunManifest.from_dict(read_json(path, "an ampcap run manifest"), str(path))
+
+
+def save_run(folder: str | Path, manifest: RunManifest) -> None:
+    """Replace ``folder/run.json`` atomically."""
+    atomic_write_json(Path(folder) / MANIFEST_NAME, manifest.to_dict())

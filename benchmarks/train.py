@@ -1,0 +1,413 @@
+"""Training benchmark: build two datasets from scratch, train LSTM32 on each, print Markdown.
+
+1. The virtual amp: ``ampcap record --rig virtual`` (5 ISF settings x 60 s of the built-in DI,
+   48 kHz), ``ampcap align``, ``ampcap split``.
+2. A device nobody here wrote: the Guitarix Big Muff simulation (Debian ``guitarix-lv2``), run
+   offline with ``lv2apply`` at TONE 0, .25, .5, .75, 1 (VOLUME .5) on the same program the
+   virtual rig plays. Each output becomes the device channel of a take whose loopback is the
+   program itself; ampcap's own alignment finds the plug-in's delay; ``ampcap split`` cuts
+   42 / 9 / 9 s per setting (``--val 0.15 --test 0.15``).
+
+Every model is trained with the real command (``ampcap train ... --minutes M --json``). For
+each dataset the table gives: seconds per epoch, training samples per second, time to reach a
+validation ESR of 2 %, final test ESR per setting and pooled, the ESR of the centre setting for
+a model trained without it (``--holdout``), and render speed (times real time, one core).
+Training runs are wall-clock budgets: run this on an otherwise idle machine.
+
+Usage::
+
+    python benchmarks/train.py [--work DIR] [--muff-minutes 15] [--muff-short-minutes 5]
+                               [--virtual-minutes 8] [--heldout-minutes 5]
+                               [--only virtual|muff|throughput]
+
+``--only throughput`` prints only the table of where the training speed comes from (each case
+in a fresh process: the allocator setting cannot be undone inside one).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+MUFF_URI = "http://guitarix.sourceforge.net/plugins/gx_muff_#_muff_"
+MUFF_TONES = (0.0, 0.25, 0.5, 0.75, 1.0)
+AMPCAP = [sys.executable, "-m", "ampcap"]
+
+
+def sh(args: list[str], log: Path) -> str:
+    """Run a command, append its stderr to ``log``, return its stdout; stop on failure."""
+    with open(log, "a", encoding="utf-8") as handle:
+        handle.write(f"\n$ {' '.join(args)}\n")
+        handle.flush()
+        result = subprocess.run(args, stdout=subprocess.PIPE, stderr=handle, text=True)
+    if result.returncode != 0:
+        sys.exit(f"failed ({result.returncode}): {' '.join(args)}; see {log}")
+    return result.stdout
+
+
+def build_virtual(work: Path, log: Path) -> Path:
+    session = work / "captures" / "virtual"
+    sh(
+        AMPCAP
+        + [
+            "record",
+            "--rig",
+            "virtual",
+            "--knob",
+            "isf",
+            "--steps",
+            "5",
+            "--di-seconds",
+            "60",
+            "--out",
+            str(session),
+            "--yes",
+        ],
+        log,
+    )
+    sh(AMPCAP + ["align", str(session)], log)
+    return session
+
+
+def build_muff(work: Path, log: Path) -> Path:
+    """A session of the Guitarix Big Muff: the virtual rig's program, takes made by lv2apply."""
+    import soundfile as sf
+
+    from ampcap.files import read_audio, write_audio
+    from ampcap.schema.session import (
+        PROGRAM_NAME,
+        Knob,
+        load_session,
+        save_session,
+        take_file_name,
+    )
+
+    if shutil.which("lv2apply") is None:
+        sys.exit("lv2apply is missing: install lilv-utils and guitarix-lv2 (make bench-deps).")
+    session = work / "captures" / "muff"
+    # The virtual rig lays out the program (markers, reference, built-in DI, tail) exactly as
+    # for a real take; its takes are then replaced by the plug-in's output.
+    sh(
+        AMPCAP
+        + [
+            "record",
+            "--rig",
+            "virtual",
+            "--knob",
+            "isf",
+            "--range",
+            "0:1",
+            "--steps",
+            "5",
+            "--di-seconds",
+            "60",
+            "--out",
+            str(session),
+            "--yes",
+        ],
+        log,
+    )
+    manifest = load_session(session)
+    program, rate = read_audio(session / PROGRAM_NAME, channels=1)
+    shutil.rmtree(session / "takes")
+    (session / "takes").mkdir()
+    knob = Knob("tone", 0.0, 1.0)
+    takes = []
+    with tempfile.TemporaryDirectory() as tmp:
+        source = Path(tmp) / "program.wav"
+        sf.write(source, program[:, 0], rate, subtype="FLOAT")
+        for take, tone in zip(manifest.takes, MUFF_TONES, strict=True):
+            out = Path(tmp) / f"muff-{tone}.wav"
+            sh(
+                [
+                    "lv2apply",
+                    "-i",
+                    str(source),
+                    "-o",
+                    str(out),
+                    "-c",
+                    "TONE",
+                    f"{tone}",
+                    "-c",
+                    "VOLUME",
+                    "0.5",
+                    MUFF_URI,
+                ],
+                log,
+            )
+            device, _ = read_audio(out)
+            pair = np.stack([program[:, 0], device[: program.shape[0], 0]], axis=1)
+            knobs = {"tone": tone}
+            write_audio(session / take_file_name(knobs), pair, rate)
+            takes.append(
+                replace(take, knobs=knobs, file=take_file_name(knobs), frames=pair.shape[0])
+            )
+    save_session(session, replace(manifest, knobs=(knob,), takes=tuple(takes)))
+    sh(AMPCAP + ["align", str(session)], log)
+    return session
+
+
+def split(session: Path, out: Path, log: Path, holdout: str | None = None) -> Path:
+    args = AMPCAP + [
+        "split",
+        str(session),
+        "--out",
+        str(out),
+        "--val",
+        "0.15",
+        "--test",
+        "0.15",
+        "--seed",
+        "0",
+    ]
+    if holdout:
+        args += ["--holdout", holdout]
+    sh(args, log)
+    return out
+
+
+def train(data: Path, out: Path, minutes: float, log: Path) -> dict:
+    started = time.perf_counter()
+    document = json.loads(
+        sh(
+            AMPCAP
+            + [
+                "train",
+                str(data),
+                "--out",
+                str(out),
+                "--hidden",
+                "32",
+                "--minutes",
+                f"{minutes:g}",
+                "--device",
+                "cpu",
+                "--json",
+            ],
+            log,
+        )
+    )
+    document["wall_s"] = time.perf_counter() - started
+    return document
+
+
+def render_speed(run: Path, data: Path) -> float:
+    """Times real time of ``ampcap.train.render.render`` on one core (60 s of test input)."""
+    import torch
+
+    from ampcap.files import read_audio
+    from ampcap.train.checkpoint import load_model
+    from ampcap.train.render import render
+
+    torch.set_num_threads(1)
+    model, checkpoint = load_model(run / "model.pt")
+    rate = checkpoint["sample_rate_hz"]
+    audio, _ = read_audio(data / "test" / "input.wav")
+    audio = np.resize(audio[:, 0], 60 * rate).astype(np.float32)
+    knobs = [0.5] * (model.config.input_size - 1)
+    render(model, audio[:rate], knobs, sample_rate_hz=rate)  # warm caches and allocator
+    started = time.perf_counter()
+    render(model, audio, knobs, sample_rate_hz=rate, workers=1)
+    return 60.0 / (time.perf_counter() - started)
+
+
+def time_to_val_esr(history: dict, threshold: float) -> float | None:
+    for row in history["validations"]:
+        if row["val_esr"] <= threshold:
+            return row["elapsed_s"]
+    return None
+
+
+def percent(value: float | None) -> str:
+    return "—" if value is None else f"{100 * value:.2f} %"
+
+
+def table(name: str, main: dict, short: dict | None, heldout: dict | None, render_x: float) -> str:
+    epochs = main["history"]["epochs"]
+    seconds = np.mean([e["seconds"] for e in epochs]) if epochs else float("nan")
+    reach = time_to_val_esr(main["history"], 0.02)
+    minutes = main["train_config"]["minutes"]
+    lines = [
+        f"### {name}: LSTM32, {minutes:g} min budget",
+        "",
+        "| measure | value |",
+        "|---|---|",
+        f"| seconds per epoch | {seconds:.1f} |",
+        f"| training samples/s | {main['summary'].get('samples_per_second', 0) / 1e6:.2f} M |",
+        f"| epochs trained | {main['summary']['epochs']} |",
+        "| time to validation ESR 2 % | "
+        + ("not reached" if reach is None else f"{reach / 60:.1f} min")
+        + " |",
+    ]
+    for row in main["test"]["settings"]:
+        lines.append(f"| test ESR {row['setting']} | {percent(row['esr'])} |")
+    lines.append(f"| test ESR pooled | {percent(main['test']['esr'])} |")
+    lines.append(f"| test ESR worst setting | {percent(main['test']['esr_worst'])} |")
+    if short is not None:
+        budget = short["train_config"]["minutes"]
+        lines.append(f"| test ESR pooled, {budget:g} min run | {percent(short['test']['esr'])} |")
+    if heldout is not None:
+        budget = heldout["train_config"]["minutes"]
+        held = [r for r in heldout["test"]["settings"] if r["heldout"]]
+        trained = heldout["test"]["esr_mean"]
+        ratio = held[0]["esr"] / trained if held and trained else float("nan")
+        lines.append(
+            f"| held-out centre ({held[0]['setting'] if held else '?'}), {budget:g} min run | "
+            f"{percent(held[0]['esr'] if held else None)} ({ratio:.2f} x the trained settings' "
+            f"mean {percent(trained)}) |"
+        )
+    lines.append(f"| render speed (one core) | {render_x:.0f} x real time |")
+    return "\n".join(lines)
+
+
+THROUGHPUT_CASES = (
+    ("as torch ships it (2 threads, glibc defaults, warm-up with gradients)", 2, False, False),
+    ("one thread", 1, False, False),
+    ("one thread + allocator kept (mallopt)", 1, True, False),
+    ("one thread + allocator kept + warm-up under no_grad (ampcap)", 1, True, True),
+    ("two threads + allocator kept + warm-up under no_grad (--threads 2)", 2, True, True),
+)
+
+
+def throughput_child(threads: int, allocator: bool, no_grad_warmup: bool) -> float:
+    """Training samples/s of the recipe's mini-batch (40 x 0.5 s at 48 kHz), LSTM32, one knob."""
+    import torch
+
+    from ampcap.train.loop import TrainConfig, train_segments, tune_allocator
+    from ampcap.train.loss import esr_dc_loss
+    from ampcap.train.model import build_model, make_config
+
+    torch.set_num_threads(threads)
+    if allocator:
+        tune_allocator()
+    torch.manual_seed(0)
+    model = build_model(make_config("lstm", 2, 32))
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    config = TrainConfig(learning_rate=1e-3)
+    x = torch.randn(40, 24000, 2) * 0.1
+    y = torch.tanh(x[..., :1] * 5)
+    if not no_grad_warmup:
+        # The same updates, but the warm-up runs with autograd on (its graph is discarded).
+        def step() -> None:
+            _, state = model(x[:, :1000])
+            state = tuple(s.detach() for s in state)
+            for start in range(1000, 24000, 2048):
+                out, state = model(x[:, start : start + 2048], state)
+                loss = esr_dc_loss(out, y[:, start : start + 2048])
+                torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                state = tuple(s.detach() for s in state)
+    else:
+
+        def step() -> None:
+            train_segments(model, optimizer, x, y, config)
+
+    step()
+    started = time.perf_counter()
+    batches = 4
+    for _ in range(batches):
+        step()
+    return batches * x.shape[0] * x.shape[1] / (time.perf_counter() - started)
+
+
+def throughput_table() -> str:
+    """Where the training speed comes from, each case in a fresh process (allocator settings
+    cannot be undone inside one)."""
+    lines = ["| LSTM32 training step | samples/s |", "|---|---|"]
+    for label, threads, allocator, no_grad in THROUGHPUT_CASES:
+        out = subprocess.run(
+            [
+                sys.executable,
+                __file__,
+                "--throughput-child",
+                f"{threads},{int(allocator)},{int(no_grad)}",
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
+            check=True,
+        ).stdout
+        lines.append(f"| {label} | {float(out) / 1e6:.2f} M |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--work", type=Path, default=None, help="Working folder (default: temp).")
+    parser.add_argument("--muff-minutes", type=float, default=15.0)
+    parser.add_argument("--muff-short-minutes", type=float, default=5.0)
+    parser.add_argument("--virtual-minutes", type=float, default=8.0)
+    parser.add_argument("--heldout-minutes", type=float, default=5.0)
+    parser.add_argument("--only", choices=("virtual", "muff", "throughput"), default=None)
+    parser.add_argument("--throughput-child", default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.throughput_child:
+        threads, allocator, no_grad = (int(v) for v in args.throughput_child.split(","))
+        print(throughput_child(threads, bool(allocator), bool(no_grad)))
+        return
+    if args.only == "throughput":
+        print(throughput_table())
+        return
+    work = args.work or Path(tempfile.mkdtemp(prefix="ampcap-bench-train-"))
+    work.mkdir(parents=True, exist_ok=True)
+    log = work / "benchmark.log"
+    print(
+        f"working in {work} (commands' output: {log}); load average {os.getloadavg()}",
+        file=sys.stderr,
+    )
+    sections = []
+    plans = []
+    if args.only in (None, "virtual"):
+        plans.append(
+            (
+                "Virtual amp (5 ISF settings x 60 s, 48 kHz)",
+                build_virtual,
+                "isf=5",
+                args.virtual_minutes,
+                None,
+            )
+        )
+    if args.only in (None, "muff"):
+        plans.append(
+            (
+                "Guitarix Big Muff (5 TONE settings x 60 s, 48 kHz)",
+                build_muff,
+                "tone=0.5",
+                args.muff_minutes,
+                args.muff_short_minutes,
+            )
+        )
+    for name, build, centre, minutes, short_minutes in plans:
+        key = "virtual" if build is build_virtual else "muff"
+        session = build(work, log)
+        data = split(session, work / "data" / key, log)
+        held_data = split(session, work / "data" / f"{key}-heldout", log, holdout=centre)
+        print(f"{name}: training {minutes:g} min", file=sys.stderr)
+        main_run = train(data, work / "runs" / key, minutes, log)
+        short_run = None
+        if short_minutes:
+            print(f"{name}: training {short_minutes:g} min", file=sys.stderr)
+            short_run = train(data, work / "runs" / f"{key}-short", short_minutes, log)
+        print(f"{name}: training {args.heldout_minutes:g} min without {centre}", file=sys.stderr)
+        held_run = train(held_data, work / "runs" / f"{key}-heldout", args.heldout_minutes, log)
+        speed = render_speed(work / "runs" / key, data)
+        sections.append(table(name, main_run, short_run, held_run, speed))
+        print(sections[-1] + "\n", file=sys.stderr)
+    sections.append(throughput_table())
+    print(f"Load average at the end: {os.getloadavg()}\n", file=sys.stderr)
+    print("\n\n".join(sections))
+
+
+if __name__ == "__main__":
+    main()
