@@ -48,6 +48,7 @@ from ampcap.schema.session import (
     PROGRAM_NAME,
     TAKE_CHANNELS,
     Program,
+    Section,
     Take,
     load_session,
 )
@@ -85,6 +86,9 @@ DC_WARNING = 0.01
 HIGH_DRIFT_PPM = 200.0
 #: A loopback whose normalised correlation with the program is below this is not a plain cable.
 LOOPBACK_MIN_CORRELATION = 0.9
+#: Below this normalised correlation over the reference segments the music says nothing about
+#: polarity (an extreme filter or fuzz), and the markers' sign is kept.
+POLARITY_MIN_CORRELATION = 0.05
 #: Takes whose loopback latencies spread more than this (samples) have a rig that changed.
 LATENCY_SPREAD_WARNING_SAMPLES = 1.0
 #: Output frames rendered at a time when writing an aligned pair (see resample.CHUNK_FRAMES).
@@ -178,6 +182,32 @@ def _device_against_loopback(
         min(e.confidence_db for e in estimates),
         float(np.ptp(latencies)),
     )
+
+
+def _correlation_at(
+    program: np.ndarray,
+    recorded: np.ndarray,
+    sections: list[Section],
+    latency_samples: float,
+    step: float,
+) -> float:
+    """Normalised correlation of ``program`` over ``sections`` with ``recorded`` read at the
+    given latency (nearest sample; recorded index = latency + step * program index).
+
+    Returns a value in [-1, 1]; its sign is the polarity of the recording against the program.
+    """
+    dot = energy_program = energy_recorded = 0.0
+    for section in sections:
+        index = np.arange(section.start, section.stop)
+        position = np.rint(latency_samples + step * index).astype(np.int64)
+        valid = (position >= 0) & (position < len(recorded))
+        x = program[index[valid]].astype(np.float64)
+        y = recorded[position[valid]].astype(np.float64)
+        dot += float(np.dot(x, y))
+        energy_program += float(np.dot(x, x))
+        energy_recorded += float(np.dot(y, y))
+    denominator = math.sqrt(energy_program * energy_recorded)
+    return dot / denominator if denominator > 0 else 0.0
 
 
 def analyse_take(
@@ -356,6 +386,15 @@ def analyse_take(
             device_latency_samples=None,
             device_confidence_db=_rounded(track.confidence_db, 2),
         )
+
+    # Polarity from the music, not the markers: through a fuzz with its tone control at an
+    # extreme, the whitened marker correlation can peak with the wrong sign, while the plain
+    # correlation over the reference segments (real playing) keeps the device's true sign.
+    references = [layout.section("reference_1"), layout.section("reference_2")]
+    music_correlation = _correlation_at(program, device, references, total_latency, step)
+    if abs(music_correlation) >= POLARITY_MIN_CORRELATION:
+        target_polarity = 1 if music_correlation > 0 else -1
+    estimates["polarity_correlation"] = _rounded(music_correlation, 4)
 
     drift_shift = abs(drift_ppm) * 1e-6 * frames
     drift_corrected = drift_shift > DRIFT_THRESHOLD_SAMPLES

@@ -340,3 +340,31 @@ def test_align_files_refusals(reamp: dict, tmp_path: Path) -> None:
         align_files(folder / "di.wav", tmp_path / "other.wav")
     with pytest.raises(UsageError, match="would overwrite"):
         align_files(folder / "di.wav", folder / "amp.wav", out_path=folder / "di.wav")
+
+
+def test_polarity_follows_the_music_when_the_markers_disagree(
+    tmp_path: Path, program: SyntheticProgram
+) -> None:
+    # Through a fuzz with its tone control at an extreme, the marker sweeps can correlate with
+    # the wrong sign. Flip only the device's marker sections: the music keeps the true sign.
+    device = amp_output(program.audio, RATE, {"isf": 5.0})
+    for name in ("marker_start", "marker_end"):
+        section = program.layout.section(name)
+        device[section.start : section.stop] *= -1
+    take = record(program.audio, device, TRUTH, RATE)
+    result = _align_one(tmp_path, program, take)
+    assert result.estimates["polarity"] == TRUTH.polarity
+    assert result.estimates["polarity_correlation"] * TRUTH.polarity > 0.5
+    pair, _ = read_audio(tmp_path / result.file)
+    di = program.layout.section("di")
+    assert np.dot(pair[di.start : di.stop, 0], pair[di.start : di.stop, 1]) > 0
+
+
+def test_an_inverting_device_is_found_inverted_by_markers_and_music_alike(
+    tmp_path: Path, program: SyntheticProgram
+) -> None:
+    take = _take(program)
+    take[:, 1] *= -1
+    result = _align_one(tmp_path, program, take)
+    assert result.estimates["polarity"] == -TRUTH.polarity
+    assert result.estimates["polarity_correlation"] * TRUTH.polarity < -0.5
