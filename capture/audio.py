@@ -222,6 +222,8 @@ def _peak_dbfs(samples: np.ndarray, chunk: int = 1 << 20) -> float:
     peak = 0.0
     for start in range(0, len(samples), chunk):  # chunked: programs can be memory-mapped
         peak = max(peak, float(np.max(np.abs(samples[start : start + chunk]), initial=0.0)))
+        # Scanned pages of a mapped program leave memory at once, not after the whole scan.
+        release_played_pages(samples, min(start + chunk, len(samples)))
     return float(20 * np.log10(peak)) if peak > 0 else float("-inf")
 
 
@@ -341,7 +343,6 @@ class SoundDeviceEngine:
                     f"output signals must have shape ({len(to_device)},), not {signal.shape}"
                 )
             check_level(signal, self.safety.max_output_dbfs)
-            release_played_pages(signal, len(signal))  # the level scan paged in a mapped program
         audio = self.audio
         length = len(to_device)
         out_device, out_loop = audio.output_device - 1, audio.output_loopback - 1
