@@ -17,6 +17,7 @@ listing the candidates as ``[id] name (host API, in/out channels)``.
 
 from __future__ import annotations
 
+import atexit
 import gc
 import mmap
 import threading
@@ -37,6 +38,8 @@ _POLL_S = 0.05
 # A stream whose callback has not run for this long (and at least ten blocks) has stalled: a
 # device unplugged, a sound server stopped.
 _STALL_S = 3.0
+# How long PortAudio gets to abort a stalled stream before ampcap stops waiting for it.
+_ABORT_WAIT_S = 2.0
 # Peak allowed above max_output_dbfs: float32 rounding of a program scaled to exactly the limit.
 _LEVEL_TOLERANCE_DB = 1e-3
 
@@ -407,8 +410,13 @@ class SoundDeviceEngine:
         gc.collect()
         gc.freeze()
         try:
-            with stream:
+            stream.start()
+            try:
                 self._wait(stream, finished, state, progress, (to_device, to_loopback))
+            finally:
+                if not state.abandoned:
+                    stream.stop()
+                    stream.close()
         except sd.PortAudioError as exc:
             raise DeviceError(f"The stream on {self.device.describe()} failed: {exc}.") from exc
         finally:
@@ -462,7 +470,7 @@ class SoundDeviceEngine:
                 if state.calls != last_calls:
                     last_calls, last_change = state.calls, now
                 elif now - last_change > stall_s:
-                    stream.abort()
+                    state.abandoned = not _abort_or_abandon(stream)
                     raise CaptureError(
                         f"The audio stream on {self.device.describe()} stopped delivering audio "
                         f"for {stall_s:g} s after {state.position} frames (device unplugged, or "
@@ -486,6 +494,27 @@ _FLAGS = (
 )
 
 
+def _abort_or_abandon(stream: Any) -> bool:
+    """Abort a stalled stream from a helper thread; True when PortAudio returned in time.
+
+    When the JACK server dies under a stream, Pa_AbortStream (and every later call that stops
+    or closes the stream, or terminates PortAudio) can block for ever. The stream is then
+    abandoned: its stop and close are skipped and so is sounddevice's exit handler, so ampcap
+    can still save what it recorded, say so and exit.
+    """
+    returned = threading.Event()
+
+    def abort() -> None:
+        stream.abort(ignore_errors=True)
+        returned.set()
+
+    threading.Thread(target=abort, name="ampcap-stream-abort", daemon=True).start()
+    if returned.wait(_ABORT_WAIT_S):
+        return True
+    atexit.unregister(_sounddevice()._exit_handler)
+    return False
+
+
 class _TakeState:
     """What the callback shares with the waiting thread (plain attributes: no locks in audio)."""
 
@@ -495,6 +524,8 @@ class _TakeState:
         self.fade_left: int | None = None
         self.latest: np.ndarray | None = None
         self.error: BaseException | None = None
+        # True when PortAudio did not come back from aborting a stalled stream.
+        self.abandoned = False
 
 
 def open_engine(rig: Rig, device_override: str | None = None) -> SoundDeviceEngine:
