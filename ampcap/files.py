@@ -95,7 +95,7 @@ def sha256_file(path: str | os.PathLike[str], chunk_bytes: int = 1 << 20) -> str
 
 def sha256_array(samples: np.ndarray) -> str:
     """Hex SHA-256 of an array's float32 little-endian bytes (independent of file container)."""
-    return hashlib.sha256(np.ascontiguousarray(samples, dtype="<f4").tobytes()).hexdigest()
+    return hashlib.sha256(memoryview(np.ascontiguousarray(samples, dtype="<f4"))).hexdigest()
 
 
 @dataclass(frozen=True)

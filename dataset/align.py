@@ -62,7 +62,7 @@ from .quality import (
     repeatability_esr,
     to_dbfs,
 )
-from .resample import CHUNK_FRAMES, interpolate_at
+from .resample import CHUNK_FRAMES, interpolate_at, interpolate_channels
 from .wavstream import WavStreamWriter
 
 #: Latencies searched around each marker, seconds (interfaces: 2-50 ms; a DAW with big buffers
@@ -91,6 +91,8 @@ LOOPBACK_MIN_CORRELATION = 0.9
 POLARITY_MIN_CORRELATION = 0.05
 #: Takes whose loopback latencies spread more than this (samples) have a rig that changed.
 LATENCY_SPREAD_WARNING_SAMPLES = 1.0
+#: Frames correlated at a time when the polarity is read from the reference segments.
+CORRELATION_BLOCK_FRAMES = 1 << 16
 #: Output frames rendered at a time when writing an aligned pair (see resample.CHUNK_FRAMES).
 RENDER_CHUNK_FRAMES = CHUNK_FRAMES
 
@@ -198,14 +200,16 @@ def _correlation_at(
     """
     dot = energy_program = energy_recorded = 0.0
     for section in sections:
-        index = np.arange(section.start, section.stop)
-        position = np.rint(latency_samples + step * index).astype(np.int64)
-        valid = (position >= 0) & (position < len(recorded))
-        x = program[index[valid]].astype(np.float64)
-        y = recorded[position[valid]].astype(np.float64)
-        dot += float(np.dot(x, y))
-        energy_program += float(np.dot(x, x))
-        energy_recorded += float(np.dot(y, y))
+        # A block at a time: the temporaries stay small whatever the sections' length.
+        for start in range(section.start, section.stop, CORRELATION_BLOCK_FRAMES):
+            index = np.arange(start, min(start + CORRELATION_BLOCK_FRAMES, section.stop))
+            position = np.rint(latency_samples + step * index).astype(np.int64)
+            valid = (position >= 0) & (position < len(recorded))
+            x = program[index[valid]].astype(np.float64)
+            y = recorded[position[valid]].astype(np.float64)
+            dot += float(np.dot(x, y))
+            energy_program += float(np.dot(x, x))
+            energy_recorded += float(np.dot(y, y))
     denominator = math.sqrt(energy_program * energy_recorded)
     return dot / denominator if denominator > 0 else 0.0
 
@@ -567,18 +571,17 @@ def render_aligned(
             for start in range(0, frames, chunk_frames):
                 stop = min(start + chunk_frames, frames)
                 m = np.arange(start, stop, dtype=np.float64)
+                target_at = plan.target_offset_samples + plan.step * m
                 if plan.input_channel is None:
                     source = np.zeros(stop - start, dtype=np.float32)
                     part = np.asarray(program[start:stop], dtype=np.float32)
                     source[: len(part)] = part
+                    target = interpolate_at(take[:, plan.target_channel], target_at)
                 else:
-                    source = interpolate_at(
-                        take[:, plan.input_channel],
-                        plan.input_offset_samples + plan.step * m,
+                    source, target = interpolate_channels(
+                        [take[:, plan.input_channel], take[:, plan.target_channel]],
+                        [plan.input_offset_samples + plan.step * m, target_at],
                     )
-                target = interpolate_at(
-                    take[:, plan.target_channel], plan.target_offset_samples + plan.step * m
-                )
                 target = plan.target_polarity * target
                 writer.write(np.column_stack([plan.input_polarity * source, target]))
                 for (first, length), out in zip(keep, kept, strict=True):

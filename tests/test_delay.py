@@ -14,7 +14,7 @@ from ampcap.dataset.delay import (
     estimate_delay,
     track_latency,
 )
-from ampcap.dataset.resample import interpolate_at, resample_linear
+from ampcap.dataset.resample import interpolate_at, interpolate_channels, resample_linear
 from ampcap.errors import AlignmentError
 
 
@@ -235,8 +235,29 @@ def test_resample_linear_follows_a_drift_exactly() -> None:
     step = 1 + 250e-6
     out = resample_linear(x, 1000.5, step, 12000, chunk_frames=4096)
     positions = 1000.5 + step * np.arange(0, 12000, 97)
+    assert _error_db(out[::97], _read_exactly(spectrum, frames, positions)) < -85
+
+
+def _read_exactly(spectrum: np.ndarray, frames: int, positions: np.ndarray) -> np.ndarray:
+    """The periodic band-limited signal of ``spectrum`` evaluated at arbitrary positions."""
     k = np.arange(len(spectrum))
     weight = np.where((k == 0) | (k == frames // 2), 1.0, 2.0)
-    truth = np.real(np.exp(2j * np.pi * np.outer(positions, k) / frames) @ (spectrum * weight))
-    truth /= frames
-    assert _error_db(out[::97], truth) < -85
+    return (
+        np.real(np.exp(2j * np.pi * np.outer(positions, k) / frames) @ (spectrum * weight)) / frames
+    )
+
+
+@pytest.mark.parametrize("count", [1, 2, 3])
+def test_interpolate_channels_reads_each_signal_at_its_own_positions(count: int) -> None:
+    # Batched reads (one, two, three signals; an odd count halves the last one) each match the
+    # exact band-limited value: a drift, a plain shift and a drift the other way.
+    frames = 16384
+    signals, spectra = zip(
+        *(_bandlimited(frames, 0.4, seed=10 + i) for i in range(count)), strict=True
+    )
+    plans = [(1000.25, 1 + 250e-6), (2000.5, 1.0), (1500.75, 1 - 300e-6)][:count]
+    positions = [first + step * np.arange(6000) for first, step in plans]
+    got = interpolate_channels(list(signals), positions)
+    for out, spectrum, where in zip(got, spectra, positions, strict=True):
+        assert out.shape == where.shape
+        assert _error_db(out[::41], _read_exactly(spectrum, frames, where[::41])) < -85
