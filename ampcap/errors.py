@@ -7,6 +7,8 @@ shows a traceback only with ``AMPCAP_DEBUG=1``.
 
 from __future__ import annotations
 
+import errno
+
 
 class AmpcapError(Exception):
     """Base class of errors caused by input, configuration or the environment, not by a bug."""
@@ -52,3 +54,19 @@ class TrainingError(AmpcapError):
 
 class ModelFormatError(AmpcapError):
     """A model file that cannot be written or read in the requested format."""
+
+
+def write_error(path: object, exc: OSError, kept: str) -> AmpcapError:
+    """The error for a file that could not be written: a full disk, or another OS error.
+
+    ``kept`` says what the user still has, e.g. "files written before this one are intact".
+    """
+    if exc.errno == errno.ENOSPC:
+        return AmpcapError(
+            f"The disk is full: could not write {path}. Free some space and run the command "
+            f"again; {kept}."
+        )
+    return AmpcapError(
+        f"Could not write {path}: {exc.strerror or exc}. Check the folder exists and is "
+        f"writable, then run the command again; {kept}."
+    )

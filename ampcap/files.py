@@ -5,7 +5,6 @@ Everything here is shared vocabulary: the stages use it, it imports no stage.
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import json
 import os
@@ -17,19 +16,12 @@ from typing import Any
 import numpy as np
 import soundfile as sf
 
-from ampcap.errors import AmpcapError, AudioFileError
+from ampcap.errors import AmpcapError, AudioFileError, write_error
+from ampcap.wavstream import WavStreamWriter
 
 
 def _disk_error(path: Path, exc: OSError) -> AmpcapError:
-    if exc.errno == errno.ENOSPC:
-        return AmpcapError(
-            f"The disk is full: could not write {path}. Free some space and run the command "
-            "again; files written before this one are intact."
-        )
-    return AmpcapError(
-        f"Could not write {path}: {exc.strerror or exc}. Check the folder exists "
-        "and is writable, then run the command again."
-    )
+    return write_error(path, exc, "files written before this one are intact")
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
@@ -201,23 +193,22 @@ def read_audio(
 
 
 def write_audio(path: str | os.PathLike[str], samples: np.ndarray, sample_rate_hz: int) -> None:
-    """Write float32 WAV atomically. ``samples`` has shape (frames,) or (frames, channels)."""
+    """Write float32 WAV atomically. ``samples`` has shape (frames,) or (frames, channels).
+
+    The file holds the format and the samples only, so the same samples give the same bytes
+    (libsndfile would stamp the time of writing into a float WAV).
+    """
     path = Path(path)
+    samples = np.asarray(samples, dtype=np.float32)
+    channels = 1 if samples.ndim == 1 else samples.shape[1]
     tmp = path.with_name(f".{path.name}.tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        sf.write(
-            str(tmp),
-            np.asarray(samples, dtype=np.float32),
-            sample_rate_hz,
-            subtype="FLOAT",
-            format="WAV",
-        )
+        with WavStreamWriter(tmp, sample_rate_hz, channels, sha256=False) as writer:
+            writer.write(samples.reshape(len(samples), channels))
         os.replace(tmp, path)
     except OSError as exc:
         raise _disk_error(path, exc) from exc
-    except sf.LibsndfileError as exc:
-        raise _disk_error(path, OSError(errno.EIO, str(exc))) from exc
     finally:
         if tmp.exists():
             tmp.unlink()

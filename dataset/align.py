@@ -52,6 +52,7 @@ from ampcap.schema.session import (
     Take,
     load_session,
 )
+from ampcap.wavstream import WavStreamWriter
 
 from .delay import MIN_CONFIDENCE_DB, LatencyTrack, estimate_window, track_latency
 from .quality import (
@@ -63,7 +64,6 @@ from .quality import (
     to_dbfs,
 )
 from .resample import CHUNK_FRAMES, interpolate_at, interpolate_channels
-from .wavstream import WavStreamWriter
 
 #: Latencies searched around each marker, seconds (interfaces: 2-50 ms; a DAW with big buffers
 #: and plug-in delay compensation can reach a few hundred).

@@ -25,11 +25,11 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from ampcap.dataset.wavstream import WavStreamWriter
 from ampcap.errors import DatasetError
 from ampcap.files import atomic_write_json
 from ampcap.schema.dataset import SPLITS, DatasetManifest, Piece
 from ampcap.schema.session import take_file_name
+from ampcap.wavstream import WavStreamWriter
 
 EXPORT_FORMATS = ("coreaudioml", "nam")
 COREAUDIOML_DIR = "Data"

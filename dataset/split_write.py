@@ -37,7 +37,6 @@ from ampcap.dataset.split_inputs import (
     same_setting,
     setting_label,
 )
-from ampcap.dataset.wavstream import WavStreamWriter, check_size, data_bytes
 from ampcap.errors import AmpcapError, AudioFileError, DatasetError
 from ampcap.schema.dataset import (
     MANIFEST_NAME,
@@ -51,6 +50,7 @@ from ampcap.schema.dataset import (
     save_dataset,
 )
 from ampcap.schema.session import Knob
+from ampcap.wavstream import WavStreamWriter, check_size, data_bytes
 
 MIN_BLOCK_SECONDS = 0.1
 ProgressCallback = Callable[[int, int], None]

@@ -13,7 +13,7 @@ from scipy.io import wavfile
 from split_helpers import SourceSpec, decode_input, make_session
 
 from ampcap.dataset.split_write import SplitOptions, build_dataset
-from ampcap.dataset.wavstream import WavStreamWriter
+from ampcap.wavstream import WavStreamWriter
 
 RATE = 1000
 SOURCES = (SourceSpec("gtr.wav", "guitar", 12_000), SourceSpec("bass.wav", "bass", 8_000))

@@ -19,11 +19,11 @@ from split_helpers import SourceSpec, decode_input, make_session, snapshot
 
 from ampcap.dataset import split_write
 from ampcap.dataset.split_write import SplitOptions, build_dataset
-from ampcap.dataset.wavstream import WavStreamWriter
 from ampcap.errors import AmpcapError, DatasetError, SessionError
 from ampcap.files import sha256_array
 from ampcap.schema.dataset import SPLITS, load_dataset
 from ampcap.schema.session import Knob, load_session, save_session
+from ampcap.wavstream import WavStreamWriter
 
 RATE = 1000
 SOURCES = (SourceSpec("gtr.wav", "guitar", 12_000), SourceSpec("bass.wav", "bass", 8_000))
@@ -375,12 +375,12 @@ def test_two_knobs_give_three_input_channels_that_every_reader_agrees_on(tmp_pat
     assert set(result.manifest.minutes["train"]) == {"gain=2,tone=-5", "gain=8,tone=2.5"}
 
 
-def test_write_failures_become_dataset_errors(tmp_path):
-    with pytest.raises(DatasetError, match="Could not write"):
+def test_write_failures_become_user_errors(tmp_path):
+    with pytest.raises(AmpcapError, match="Could not write"):
         WavStreamWriter(tmp_path / "gone" / "input.wav", RATE, 2)
     if not Path("/dev/full").exists():
         pytest.skip("no /dev/full to stand for a full disk")
     writer = WavStreamWriter("/dev/full", RATE, 2)
-    with pytest.raises(DatasetError, match="The disk is full"):
+    with pytest.raises(AmpcapError, match="The disk is full"):
         writer.write(np.zeros((1 << 16, 2), dtype=np.float32))
         writer.close()

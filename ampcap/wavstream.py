@@ -8,7 +8,6 @@ holds one piece at a time, and the sizes in the header are filled in when the fi
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import struct
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -18,7 +17,7 @@ from types import TracebackType
 
 import numpy as np
 
-from ampcap.errors import DatasetError
+from ampcap.errors import AmpcapError, DatasetError, write_error
 
 SUBTYPES = ("float32", "pcm24")
 # RIFF sizes are 32-bit: a file's data chunk must stay below 4 GiB minus the header.
@@ -130,7 +129,7 @@ class WavStreamWriter:
 
     Raises
     ------
-    DatasetError
+    AmpcapError
         When the file cannot be written (disk full, folder gone).
     """
 
@@ -166,13 +165,8 @@ class WavStreamWriter:
         except OSError as exc:
             raise self._failure(exc) from exc
 
-    def _failure(self, exc: OSError) -> DatasetError:
-        if exc.errno == errno.ENOSPC:
-            return DatasetError(
-                f"The disk is full: could not write {self.path}. Free some space and run the "
-                "command again; nothing partial is kept."
-            )
-        return DatasetError(f"Could not write {self.path}: {exc.strerror or exc}.")
+    def _failure(self, exc: OSError) -> AmpcapError:
+        return write_error(self.path, exc, "nothing partial is kept")
 
     def write(self, samples: np.ndarray) -> None:
         """Append frames: ``samples`` is float32-convertible, shape (frames, channels)."""
