@@ -87,7 +87,7 @@ ARCHS = ("lstm", "gru", "wavenet", "mlp")
     "--threads",
     type=click.IntRange(1, 64),
     default=None,
-    help="CPU threads (default 1). A second thread gains 15-30 % on an idle machine but "
+    help="CPU threads (default 1). A second thread gains up to a third on an idle machine but "
     "slows training many times over when other programs share the cores.",
 )
 @click.option(
