@@ -56,26 +56,19 @@ def sh(args: list[str], log: Path) -> str:
     return result.stdout
 
 
-def build_virtual(work: Path, log: Path) -> Path:
-    session = work / "captures" / "virtual"
+def record_virtual(session: Path, log: Path, *extra: str) -> None:
+    """Five ISF settings of 60 s of the built-in DI on the virtual rig."""
     sh(
         AMPCAP
-        + [
-            "record",
-            "--rig",
-            "virtual",
-            "--knob",
-            "isf",
-            "--steps",
-            "5",
-            "--di-seconds",
-            "60",
-            "--out",
-            str(session),
-            "--yes",
-        ],
+        + ["record", "--rig", "virtual", "--knob", "isf", "--steps", "5", "--di-seconds", "60"]
+        + ["--out", str(session), "--yes", *extra],
         log,
     )
+
+
+def build_virtual(work: Path, log: Path) -> Path:
+    session = work / "captures" / "virtual"
+    record_virtual(session, log)
     sh(AMPCAP + ["align", str(session)], log)
     return session
 
@@ -98,26 +91,7 @@ def build_muff(work: Path, log: Path) -> Path:
     session = work / "captures" / "muff"
     # The virtual rig lays out the program (markers, reference, built-in DI, tail) exactly as
     # for a real take; its takes are then replaced by the plug-in's output.
-    sh(
-        AMPCAP
-        + [
-            "record",
-            "--rig",
-            "virtual",
-            "--knob",
-            "isf",
-            "--range",
-            "0:1",
-            "--steps",
-            "5",
-            "--di-seconds",
-            "60",
-            "--out",
-            str(session),
-            "--yes",
-        ],
-        log,
-    )
+    record_virtual(session, log, "--range", "0:1")
     manifest = load_session(session)
     program, rate = read_audio(session / PROGRAM_NAME, channels=1)
     shutil.rmtree(session / "takes")

@@ -50,7 +50,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -136,7 +136,65 @@ def _server_environment(server_name: str) -> dict[str, str]:
     return {"JACK_DEFAULT_SERVER": server_name, "JACK_NO_START_SERVER": "1"}
 
 
-class JackServer:
+class _ChildProcess:
+    """A helper process ampcap starts, waits for until it is ready, and stops.
+
+    Its output goes to a temporary file whose last lines end up in error messages.
+    """
+
+    def __init__(self) -> None:
+        self.process: subprocess.Popen[bytes] | None = None
+        self._log = tempfile.TemporaryFile()
+
+    def _launch(
+        self,
+        command: list[str],
+        env: Mapping[str, str],
+        ready: Callable[[], bool],
+        what: str,
+        timeout_s: float,
+    ) -> None:
+        """Start ``command`` and poll ``ready()`` until it is true.
+
+        Raises
+        ------
+        DeviceError
+            The process exits, or is not ready within ``timeout_s`` (it is then stopped).
+        """
+        self.process = subprocess.Popen(
+            command, stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT, env=env
+        )
+        deadline = time.monotonic() + timeout_s
+        while not ready():
+            if self.process.poll() is not None:
+                raise DeviceError(
+                    f"{what} exited with status {self.process.returncode} while starting: "
+                    f"{self.log_tail()}"
+                )
+            if time.monotonic() > deadline:
+                self.stop()
+                raise DeviceError(f"{what} did not start within {timeout_s:g} s: {self.log_tail()}")
+            time.sleep(0.1)
+
+    def log_tail(self, lines: int = 8) -> str:
+        """The last lines the process printed (for error messages)."""
+        self._log.seek(0)
+        text = self._log.read().decode("utf-8", "replace").strip().splitlines()
+        return " | ".join(text[-lines:]) or "(no output)"
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """Ask the process to end (SIGTERM), kill it after ``timeout_s``."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None
+
+
+class JackServer(_ChildProcess):
     """A private ``jackd`` with the dummy backend: a real audio server with no sound card.
 
     The dummy backend runs on the wall clock like a sound card would. Synchronous mode
@@ -168,13 +226,12 @@ class JackServer:
         channels: int = 2,
         realtime: bool | None = None,
     ) -> None:
+        super().__init__()
         self.name = name
         self.realtime = realtime_permitted() if realtime is None else realtime
         self.sample_rate_hz = sample_rate_hz
         self.period_frames = period_frames
         self.channels = channels
-        self.process: subprocess.Popen[bytes] | None = None
-        self._log = tempfile.TemporaryFile()
 
     @property
     def environment(self) -> dict[str, str]:
@@ -229,52 +286,28 @@ class JackServer:
         if shutil.which("jackd") is None:
             raise DeviceError("jackd is not installed (Debian/Ubuntu: apt-get install jackd2).")
         self.clear_shared_memory()
-        env = {**os.environ, **self.environment}
-        self.process = subprocess.Popen(
-            self.command,
-            stdin=subprocess.DEVNULL,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            env=env,
-        )
         jack = _import_jack()
-        deadline = time.monotonic() + timeout_s
-        while True:
-            if self.process.poll() is not None:
-                raise DeviceError(
-                    f"jackd exited with status {self.process.returncode} while "
-                    f"starting: {self.log_tail()}"
-                )
+
+        def accepts_clients() -> bool:
             try:
                 probe = jack.Client("ampcap-probe", no_start_server=True, servername=self.name)
             except jack.JackError:
-                if time.monotonic() > deadline:
-                    self.stop()
-                    raise DeviceError(
-                        f"jackd server {self.name!r} did not accept clients within "
-                        f"{timeout_s:g} s: {self.log_tail()}"
-                    ) from None
-                time.sleep(0.1)
-                continue
+                return False
             probe.close()
-            return self
+            return True
 
-    def log_tail(self, lines: int = 8) -> str:
-        """The last lines jackd printed (for error messages)."""
-        self._log.seek(0)
-        text = self._log.read().decode("utf-8", "replace").strip().splitlines()
-        return " | ".join(text[-lines:]) or "(no output)"
+        self._launch(
+            self.command,
+            {**os.environ, **self.environment},
+            accepts_clients,
+            f"jackd server {self.name!r}",
+            timeout_s,
+        )
+        return self
 
     def stop(self, timeout_s: float = 20.0) -> None:
         """Stop the server (stop its clients first: a synchronous server waits for them)."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout_s)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self.process = None
+        super().stop(timeout_s)
         self.clear_shared_memory()
 
     def __enter__(self) -> JackServer:
@@ -284,7 +317,7 @@ class JackServer:
         self.stop()
 
 
-class VirtualAmpProcess:
+class VirtualAmpProcess(_ChildProcess):
     """``python -m ampcap.capture.jack_device serve`` as a child process, ready when started.
 
     Parameters
@@ -305,12 +338,11 @@ class VirtualAmpProcess:
         knobs: Mapping[str, float] | None = None,
         seed: int = 0,
     ) -> None:
+        super().__init__()
         self.server_name = server_name
         self.client_name = client_name
         self.knobs = dict(knobs or {})
         self.seed = seed
-        self.process: subprocess.Popen[bytes] | None = None
-        self._log = tempfile.TemporaryFile()
 
     def start(self, timeout_s: float = 15.0) -> VirtualAmpProcess:
         """Start the client and wait until it answers on its control socket."""
@@ -328,33 +360,22 @@ class VirtualAmpProcess:
         ]
         for name, value in self.knobs.items():
             command += ["--knob", f"{name}={value:g}"]
-        env = {**os.environ, **_server_environment(self.server_name)}
-        self.process = subprocess.Popen(
-            command, stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT, env=env
-        )
-        deadline = time.monotonic() + timeout_s
-        while True:
-            if self.process.poll() is not None:
-                raise DeviceError(
-                    f"The JACK device {self.client_name!r} exited with status "
-                    f"{self.process.returncode}: {self.log_tail()}"
-                )
+
+        def answers() -> bool:
             try:
                 request(self.server_name, self.client_name, "get")
-                return self
             except DeviceError:
-                if time.monotonic() > deadline:
-                    self.stop()
-                    raise DeviceError(
-                        f"The JACK device {self.client_name!r} did not start "
-                        f"within {timeout_s:g} s: {self.log_tail()}"
-                    ) from None
-                time.sleep(0.1)
+                return False
+            return True
 
-    def log_tail(self, lines: int = 8) -> str:
-        self._log.seek(0)
-        text = self._log.read().decode("utf-8", "replace").strip().splitlines()
-        return " | ".join(text[-lines:]) or "(no output)"
+        self._launch(
+            command,
+            {**os.environ, **_server_environment(self.server_name)},
+            answers,
+            f"The JACK device {self.client_name!r}",
+            timeout_s,
+        )
+        return self
 
     def glitch(self, seconds: float, count: int = 1, skip: int = 0) -> None:
         """Arm dropouts in upcoming takes (see :meth:`VirtualAmpClient.arm_glitch`)."""
@@ -369,14 +390,7 @@ class VirtualAmpProcess:
 
     def stop(self, timeout_s: float = 10.0) -> None:
         """Stop the client; it leaves the JACK graph cleanly before it exits."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout_s)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self.process = None
+        super().stop(timeout_s)
 
     def __enter__(self) -> VirtualAmpProcess:
         return self.start()

@@ -391,12 +391,18 @@ def proteus_warnings(weights: RecurrentWeights) -> list[str]:
         notes.append(
             "The Proteus player runs LSTM models; this GRU needs another CoreAudioML player."
         )
-    if weights.input_size > PLAYER_MAX_INPUTS:
-        notes.append(
-            f"The model has {weights.input_size} inputs; Proteus reads 1 to {PLAYER_MAX_INPUTS}. "
-            "Fold some knobs with --knob NAME=VALUE."
-        )
+    notes += _too_many_inputs(weights, "Proteus")
     return notes
+
+
+def _too_many_inputs(weights: RecurrentWeights, player: str) -> list[str]:
+    """The note for a model with more inputs than the players read, or none."""
+    if weights.input_size <= PLAYER_MAX_INPUTS:
+        return []
+    return [
+        f"The model has {weights.input_size} inputs; {player} reads 1 to {PLAYER_MAX_INPUTS}. "
+        "Fold some knobs with --knob NAME=VALUE."
+    ]
 
 
 def proteus_document(
@@ -446,11 +452,7 @@ def aidax_warnings(weights: RecurrentWeights) -> list[str]:
             f"AIDA-X players support hidden sizes {', '.join(map(str, AIDAX_HIDDEN_SIZES))}; "
             f"this model has {weights.hidden_size} and may not load. Train with one of those."
         )
-    if weights.input_size > PLAYER_MAX_INPUTS:
-        notes.append(
-            f"The model has {weights.input_size} inputs; AIDA-X reads 1 to {PLAYER_MAX_INPUTS}. "
-            "Fold some knobs with --knob NAME=VALUE."
-        )
+    notes += _too_many_inputs(weights, "AIDA-X")
     if weights.num_layers > 1:
         notes.append(
             f"The model has {weights.num_layers} recurrent layers; AIDA-X plays models of one "

@@ -369,12 +369,10 @@ def render_with_stats(
         weights = weights_from_model(model, names)
         kernel = _RecurrentKernel(fold_knobs(weights, dict(zip(names, knobs, strict=True))))
         run = kernel.run
-        group = 0  # set below from the window length
         warmup = max(0, int(warmup_samples))
     else:
         run = _feedforward_runner(model, knobs)
         warmup = max(0, int(getattr(config, "receptive_field", 1)) - 1)
-        group = 0  # set below from the window length
 
     threads_before = torch.get_num_threads()
     done = 0
