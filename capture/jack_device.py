@@ -45,6 +45,7 @@ import shutil
 import signal
 import socket
 import socketserver
+import struct
 import subprocess
 import sys
 import tempfile
@@ -64,6 +65,13 @@ DEFAULT_SERVER_NAME = "default"
 AMP_PORTS = ("in_amp", "out_amp")
 LOOPBACK_PORTS = ("in_loopback", "out_loopback")
 SHM_DIR = Path("/dev/shm")
+#: JACK's registry of running servers, shared by every server on the machine.
+REGISTRY_PATH = SHM_DIR / "jack-shm-registry"
+# The registry's layout (JACK2 shm.h): a header of magic, protocol, type, size, hdr_len and
+# entry_len, then one slot per server: a pid and a 257-byte name, padded to 264 bytes.
+_REGISTRY_MAGIC = 0x4A41434B  # "JACK"
+_REGISTRY_HEADER = struct.Struct("<IH2xIIII")
+_SERVER_SLOT_BYTES = 264
 _REPLY_TIMEOUT_S = 5.0
 
 
@@ -134,6 +142,47 @@ def _server_environment(server_name: str) -> dict[str, str]:
     # JACK_NO_START_SERVER stops libjack from spawning a default server behind our back when the
     # named one is not there: a missing server must be an error, not a surprise process.
     return {"JACK_DEFAULT_SERVER": server_name, "JACK_NO_START_SERVER": "1"}
+
+
+def free_dead_server_slots(registry: Path = REGISTRY_PATH) -> int:
+    """Free the registry slots of JACK servers whose process is gone; returns how many.
+
+    The registry has room for eight servers, and a server that is killed (or whose machine
+    hangs) never gives its slot back: after eight of those, no new server starts ("Failed to
+    open server"). A slot is freed only when its process no longer exists; live servers, a
+    missing registry and a file of another layout are left alone.
+    """
+    try:
+        with open(registry, "r+b") as handle:
+            header = handle.read(_REGISTRY_HEADER.size)
+            if len(header) < _REGISTRY_HEADER.size:
+                return 0
+            magic, _, _, _, header_bytes, _ = _REGISTRY_HEADER.unpack(header)
+            slots = (header_bytes - _REGISTRY_HEADER.size) // _SERVER_SLOT_BYTES
+            if magic != _REGISTRY_MAGIC or not 0 < slots <= 64:
+                return 0
+            freed = 0
+            for slot in range(slots):
+                offset = _REGISTRY_HEADER.size + slot * _SERVER_SLOT_BYTES
+                handle.seek(offset)
+                (pid,) = struct.unpack("<i", handle.read(4))
+                if pid > 0 and not _process_exists(pid):
+                    handle.seek(offset)
+                    handle.write(bytes(_SERVER_SLOT_BYTES))
+                    freed += 1
+            return freed
+    except OSError:
+        return 0
+
+
+def _process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process
+    return True
 
 
 class _ChildProcess:
@@ -264,8 +313,8 @@ class JackServer(_ChildProcess):
     def clear_shared_memory(self) -> None:
         """Remove this server name's files in /dev/shm that a killed server left behind.
 
-        Only files carrying this server's name are touched; other servers' files and the shared
-        registry stay.
+        Only files carrying this server's name are touched; other servers' files stay, and of
+        the shared registry only the slots of servers that no longer run are freed.
         """
         for pattern in (f"jack_{self.name}_*", f"jack_sem.*_{self.name}_*"):
             for path in glob.glob(str(SHM_DIR / pattern)):
@@ -273,6 +322,7 @@ class JackServer(_ChildProcess):
                     os.unlink(path)
                 except OSError:
                     pass
+        free_dead_server_slots()
 
     def start(self, timeout_s: float = 15.0) -> JackServer:
         """Start ``jackd`` and wait until a client can connect.
