@@ -104,8 +104,40 @@ class AudioInfo:
         return self.frames / self.sample_rate_hz
 
 
+def _wav_promised_frames(path: Path) -> tuple[int, int] | None:
+    """``(frames the header's data chunk promises, frames present)`` of a RIFF WAV, else None.
+
+    libsndfile reads a cut-short WAV as far as its bytes go and reports that length, so a
+    truncated file would pass for a short one. A data size of 0 or 0xFFFFFFFF (a stream whose
+    writer never came back to fill it in) promises nothing.
+    """
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as handle:
+            header = handle.read(12)
+            if len(header) < 12 or header[:4] != b"RIFF" or header[8:12] != b"WAVE":
+                return None
+            position, block_align = 12, 0
+            while position + 8 <= size:
+                handle.seek(position)
+                chunk = handle.read(8)
+                name, length = chunk[:4], int.from_bytes(chunk[4:8], "little")
+                if name == b"fmt ":
+                    block_align = int.from_bytes(handle.read(14)[12:14], "little")
+                elif name == b"data":
+                    if block_align <= 0 or length in (0, 0xFFFFFFFF):
+                        return None
+                    present = (size - position - 8) // block_align
+                    return length // block_align, present
+                position += 8 + length + (length & 1)
+    except OSError:
+        return None
+    return None
+
+
 def audio_info(path: str | os.PathLike[str]) -> AudioInfo:
-    """Read an audio file's header; a missing or non-audio file raises :class:`AudioFileError`."""
+    """Read an audio file's header; a missing, non-audio or truncated file raises
+    :class:`AudioFileError`."""
     path = Path(path)
     if not path.exists():
         raise AudioFileError(f"{path} does not exist. Check the path and try again.")
@@ -117,6 +149,13 @@ def audio_info(path: str | os.PathLike[str]) -> AudioInfo:
         raise AudioFileError(
             f"{path} is not an audio file soundfile can read ({exc}). Use WAV, FLAC or AIFF."
         ) from exc
+    promised = _wav_promised_frames(path)
+    if promised is not None and promised[1] < promised[0]:
+        raise AudioFileError(
+            f"{path} is truncated: its header promises {promised[0]} frames but the file holds "
+            f"only {promised[1]} ({100 * promised[1] / promised[0]:.0f} %). It was cut short "
+            "(an interrupted copy or export): copy or export it again."
+        )
     return AudioInfo(path, int(info.samplerate), int(info.frames), int(info.channels))
 
 

@@ -1,5 +1,12 @@
 """Alignment accuracy, speed and memory on recordings with known truth; prints Markdown tables.
 
+Two parts: ampcap's own virtual amp inside capture sessions (``--only virtual``), and devices
+ampcap did not make, Guitarix LV2 plug-ins run with ``lv2apply`` on realistic guitar and bass
+DI rendered by FluidSynth (``--only devices``; see :mod:`thirdparty` and the second part of
+this text).
+
+Part one: the virtual amp.
+
 Each case records ampcap's real program (built-in DI, markers, references) through the virtual
 amp at one ``isf`` setting and the virtual interface with a random round-trip latency (0-5000
 samples, fractional), clock drift (±300 ppm), converter noise (-90 to -40 dBFS), device gain
@@ -14,9 +21,39 @@ the amp's clean output (no interface, no noise) with the same phase-weighted cor
 added, so the device-latency error measures what the interface, the noise and the drift do to
 the estimate.
 
+Part two: third-party devices. Each of eight plug-ins (a clean preamp, a small tube amp, an
+overdrive, a distortion, two fuzzes, two high-gain amps) at low, middle and maximum gain, at
+44.1 and 48 kHz, on 30 s of guitar or bass DI:
+
+- **DAW pairs** (no markers, no loopback): the plug-in's output, with 0-2 s of its own tail,
+  recorded through a simulated interface (:class:`thirdparty.Interface`): fractional latency
+  0-5000 samples, drift ±300 ppm, input trim putting the peak at -18 to -3 dBFS, white noise
+  -90 to -50 dBFS, 50 or 60 Hz hum with odd harmonics at -80 to -50 dBFS, random polarity,
+  the output cut to 50-100 % of the DI. Aligned with ``ampcap.dataset.pairs.align_files``
+  exactly as ``ampcap align --input --output`` does.
+- **Pairs with a loopback**: the same, plus the DI recorded through the same interface (same
+  latency and drift, its own noise): the interface latency is checked against the truth.
+- **Must-refuse cases**: unrelated music through the device, noise only, noise with hum,
+  silence, near-silence, a file at another sample rate, a file whose content plays at another
+  rate than its header says, the DI reversed, another instrument's DI.
+- **Sessions**: three plug-ins at five gain settings inside a capture session (ampcap's program
+  with the realistic DI, takes recorded through the virtual interface), aligned with
+  ``align_session``: every take must align; the latency per setting is printed.
+
+Truth for a device. The interface's part is known. A device's own delay is not one number:
+its phase turns with frequency (tone stacks, coupling capacitors), so every reading of "the"
+delay weighs frequencies somehow, and distortion changes which frequencies carry the linear
+part of the output. The benchmark takes the device's delay as ampcap's marker-free estimator
+reads it on the device's own output, on the same stretch of DI, with no interface: the error
+then measures what the interface (latency, drift, noise, hum, trim, polarity, tail, cut) does
+to the estimate. A second table compares that reading with the lag of the device's response to
+a low-level impulse, and with the reading on the DI played 40 dB quieter (small signal), to
+show how much of a device's delay is a matter of definition.
+
 Usage::
 
     python benchmarks/alignment.py [--cases 120] [--di-seconds 30] [--seed 0]
+                                   [--only virtual|devices]
 
 Throughput is seconds of take (two channels) aligned per second, on one core (BLAS and FFT
 threads pinned to 1): per second of the process's CPU time (user + system, so file writes
@@ -50,6 +87,8 @@ from align_helpers import Rig, record, write_session  # noqa: E402
 from ampcap.capture.di import builtin_di  # noqa: E402
 from ampcap.capture.program import build_program  # noqa: E402
 from ampcap.capture.rig import SafetySettings  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 from ampcap.capture.virtual import VirtualAmp  # noqa: E402
 from ampcap.dataset.align import align_session  # noqa: E402
 from ampcap.dataset.delay import estimate_window  # noqa: E402
@@ -218,12 +257,456 @@ def _table(groups: dict[str, list[Outcome]], targets: dict[str, str]) -> str:
     return "\n".join(lines)
 
 
+# --- third-party devices -------------------------------------------------------------------
+
+POSITIONS = (0.0, 0.5, 1.0)
+DEVICE_RATES = (44100, 48000)
+PAIR_DI_SECONDS = 30.0
+
+
+@dataclass(frozen=True)
+class PairOutcome:
+    device: str
+    position: float
+    rate: int
+    instrument: str
+    loopback: bool
+    snr_db: float
+    refused: str
+    latency_error: float | None
+    loopback_error: float | None
+    drift_error: float | None
+    polarity_ok: bool
+    coherence: float
+    take_seconds: float
+    cpu_seconds: float
+    memory_ratio: float
+
+
+def _own_reading(di: np.ndarray, output: np.ndarray, rate: int, frames: int):
+    """The device's delay and polarity as the estimator reads them on its own output."""
+    from ampcap.dataset.coherence import track_coherent
+
+    return track_coherent(
+        di[:frames],
+        output[:frames].astype(np.float32),
+        rate,
+        min_latency_samples=-rate // 20,
+        max_latency_samples=rate // 20,
+        drift=False,
+    )
+
+
+def _measure(call):
+    """Run ``call`` twice: CPU seconds of the first run, traced peak bytes of the second."""
+    cpu = time.process_time()
+    result = call()
+    cpu = time.process_time() - cpu
+    tracemalloc.start()
+    call()
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    return result, cpu, peak
+
+
+def device_pair_case(
+    device, position: float, rate: int, instrument: str, loopback: bool, rng, work: Path
+) -> PairOutcome:
+    from thirdparty import Interface, realistic_di, run_device
+
+    from ampcap.dataset.pairs import align_files
+    from ampcap.errors import AlignmentError
+    from ampcap.files import write_audio
+
+    di = realistic_di(PAIR_DI_SECONDS, rate, instrument, seed=1 if instrument == "bass" else 0)
+    output = run_device(device, position, di, rate, tail_seconds=2.0)
+    interface = Interface(
+        latency_samples=float(rng.uniform(0, 5000)),
+        drift_ppm=float(rng.uniform(-300, 300)),
+        polarity=int(rng.choice([-1, 1])),
+        peak_dbfs=float(rng.uniform(-18, -3)),
+        noise_dbfs=float(rng.uniform(-90, -50)),
+        hum_dbfs=float(rng.uniform(-80, -50)),
+        mains_hz=float(rng.choice([50.0, 60.0])),
+        seed=int(rng.integers(1 << 30)),
+    )
+    cut = float(rng.uniform(0.5, 1.0))
+    tail = float(rng.uniform(0.0, 2.0)) if cut > 0.97 else 0.0
+    frames = int(len(di) * cut + tail * rate)
+    recorded = interface.record(output, frames, rate)
+    covered = min(int(len(di) * cut), len(di))
+    own = _own_reading(di, output, rate, covered)
+    files = {"di": work / "di.wav", "out": work / "out.wav", "lb": work / "lb.wav"}
+    write_audio(files["di"], di, rate)
+    write_audio(files["out"], recorded, rate)
+    if loopback:
+        wire = Interface(
+            **{
+                **interface.__dict__,
+                "polarity": 1,
+                "hum_dbfs": -200.0,
+                "peak_dbfs": 20 * np.log10(np.max(np.abs(di))),
+                "seed": interface.seed + 1,
+            }
+        )
+        write_audio(files["lb"], wire.record(di.astype(np.float64), frames, rate), rate)
+    level = float(np.sqrt(np.mean(recorded[: int(0.5 * len(di)) : 7].astype(np.float64) ** 2)))
+    snr = 20 * np.log10(max(level, 1e-12)) - 10 * np.log10(
+        10 ** (interface.noise_dbfs / 10)
+        + 10 ** (interface.hum_dbfs / 10) * (1 + 1 / 9 + 1 / 25) / 2
+    )
+    step = 1 + interface.drift_ppm * 1e-6
+    truth = interface.latency_at_zero() + step * own.latency_samples
+    call = lambda: align_files(  # noqa: E731
+        files["di"], files["out"], files["lb"] if loopback else None, out_path=work / "pair.wav"
+    )
+    try:
+        result, cpu, peak = _measure(call)
+    except AlignmentError as exc:
+        return PairOutcome(
+            device.name,
+            position,
+            rate,
+            instrument,
+            loopback,
+            snr,
+            str(exc),
+            None,
+            None,
+            None,
+            False,
+            0.0,
+            frames / rate,
+            1.0,
+            0.0,
+        )
+    take_bytes = (len(di) + frames * (2 if loopback else 1)) * 4
+    return PairOutcome(
+        device=device.name,
+        position=position,
+        rate=rate,
+        instrument=instrument,
+        loopback=loopback,
+        snr_db=float(snr),
+        refused="",
+        latency_error=result.latency_samples - truth,
+        loopback_error=(
+            result.loopback_latency_samples - interface.latency_at_zero() if loopback else None
+        ),
+        drift_error=result.drift_ppm - interface.drift_ppm,
+        polarity_ok=result.polarity == interface.polarity * own.polarity,
+        coherence=result.coherence,
+        take_seconds=frames / rate,
+        cpu_seconds=cpu,
+        memory_ratio=peak / take_bytes,
+    )
+
+
+def refusal_cases(rate: int, work: Path) -> list[tuple[str, bool, str]]:
+    """(case, refused, message) for recordings that are not of the DI."""
+    from thirdparty import DEVICES, realistic_di, run_device
+
+    from ampcap.dataset.pairs import align_files
+    from ampcap.errors import AlignmentError, AmpcapError
+    from ampcap.files import write_audio
+
+    rng = np.random.default_rng(7)
+    di = realistic_di(PAIR_DI_SECONDS, rate, "guitar", seed=0)
+    frames = len(di)
+    other = realistic_di(PAIR_DI_SECONDS, rate, "guitar", seed=5)
+    bass = realistic_di(PAIR_DI_SECONDS, rate, "bass", seed=1)
+    t = np.arange(frames) / rate
+    hum = 0.01 * sum(np.sin(2 * np.pi * k * 50 * t) / k for k in (1, 3, 5))
+    from scipy import signal
+
+    sped = signal.resample_poly(run_device(DEVICES["ts9"], 0.5, di, rate), 160, 147)[:frames]
+    cases = {
+        "other music through the high-gain amp": run_device(DEVICES["metalhead"], 1.0, other, rate),
+        "other music through the fuzz": run_device(DEVICES["hornet"], 1.0, other, rate),
+        "other music through the clean preamp": run_device(DEVICES["studiopre"], 0.5, other, rate),
+        "a bass DI through the overdrive": run_device(DEVICES["ts9"], 0.5, bass, rate),
+        "the DI reversed, through the distortion": run_device(
+            DEVICES["ds1"], 0.5, di[::-1].copy(), rate
+        ),
+        "white noise": 0.1 * rng.standard_normal(frames),
+        "noise and mains hum": 0.02 * rng.standard_normal(frames) + hum,
+        "silence": np.zeros(frames),
+        "near-silence (-110 dBFS noise)": 10 ** (-110 / 20) * rng.standard_normal(frames),
+        "content at another rate than its header (48 k played as 44.1 k)": sped,
+    }
+    outcomes = []
+    write_audio(work / "di.wav", di, rate)
+    for name, audio in cases.items():
+        write_audio(work / "x.wav", audio, rate)
+        try:
+            align_files(work / "di.wav", work / "x.wav", out_path=work / "pair.wav")
+            outcomes.append((name, False, ""))
+        except (AlignmentError, AmpcapError) as exc:
+            outcomes.append((name, True, str(exc)))
+    write_audio(work / "x.wav", run_device(DEVICES["ts9"], 0.5, di, rate), rate + 3900)
+    try:
+        align_files(work / "di.wav", work / "x.wav", out_path=work / "pair.wav")
+        outcomes.append(("a file at another sample rate", False, ""))
+    except (AlignmentError, AmpcapError) as exc:
+        outcomes.append(("a file at another sample rate", True, str(exc)))
+    return outcomes
+
+
+def session_cases(rate: int, work: Path) -> list[dict]:
+    """Three plug-ins at five settings inside a session; every take aligned."""
+    from align_helpers import Rig, record, write_session
+    from thirdparty import DEVICES, realistic_di, run_device
+
+    from ampcap.capture.di import DiSource
+    from ampcap.dataset.align import align_session
+
+    sources = [
+        DiSource("guitar", "guitar", realistic_di(20.0, rate, "guitar", 0), "fluidsynth"),
+        DiSource("bass", "bass", realistic_di(10.0, rate, "bass", 1), "fluidsynth"),
+    ]
+    built = build_program(sources, rate, SafetySettings(-1.0, 20.0))
+    program = _LayoutProgram(built.samples, built.program, rate)
+    rows = []
+    rng = np.random.default_rng(11)
+    for name in ("studiopre", "hornet", "metalhead"):
+        device = DEVICES[name]
+        rig = Rig(
+            latency_samples=float(rng.uniform(100, 3000)),
+            drift_ppm=float(rng.uniform(-100, 100)),
+            polarity=int(rng.choice([-1, 1])),
+            noise_dbfs=-80.0,
+            seed=int(rng.integers(1 << 20)),
+        )
+        takes = {}
+        for k, position in enumerate((0.0, 0.25, 0.5, 0.75, 1.0)):
+            output = run_device(device, position, built.samples, rate)
+            takes[float(k)] = record(built.samples, output, rig, rate)
+        folder = work / f"session-{name}"
+        shutil.rmtree(folder, ignore_errors=True)
+        write_session(folder, program, takes, knob="gain")
+        manifest = align_session(folder)
+        for take in manifest.takes:
+            e = take.estimates
+            rows.append(
+                {
+                    "device": name,
+                    "setting": take.knobs["gain"] / 4,
+                    "verdict": take.verdict,
+                    "method": e.get("device_method", "-"),
+                    "loopback_error": (e["loopback_latency_samples"] - rig.latency_at_zero())
+                    if e.get("loopback_latency_samples") is not None
+                    else None,
+                    "device_latency": e.get("device_latency_samples"),
+                    "drift_error": e["drift_ppm"] - rig.drift_ppm if "drift_ppm" in e else None,
+                }
+            )
+    return rows
+
+
+@dataclass(frozen=True)
+class _LayoutProgram:
+    audio: np.ndarray
+    layout: object
+    sample_rate_hz: int
+
+
+def definition_table(rate: int) -> str:
+    """The device's delay three ways: impulse-response lag, small signal, playing level."""
+    from thirdparty import DEVICES, device_delay, realistic_di, run_device
+
+    di = realistic_di(PAIR_DI_SECONDS, rate, "guitar", seed=0)
+    lines = [
+        "| device | gain | impulse-response lag | estimator, DI at -40 dB | estimator, DI at "
+        "playing level |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for device in DEVICES.values():
+        for position in POSITIONS:
+            quiet = _own_reading(di, run_device(device, position, di * 0.01, rate), rate, len(di))
+            loud = _own_reading(di, run_device(device, position, di, rate), rate, len(di))
+            lines.append(
+                f"| {device.name} ({device.kind}) | {position:g} | "
+                f"{device_delay(device, position, rate):.2f} | {quiet.latency_samples:.2f} | "
+                f"{loud.latency_samples:.2f} |"
+            )
+    return "\n".join(lines)
+
+
+def _pair_table(groups: dict[str, list[PairOutcome]], targets: dict[str, str]) -> str:
+    names = list(groups)
+    lines = [
+        "| metric | " + " | ".join(f"{n} (n={len(groups[n])})" for n in names) + " | target |",
+        "|---|" + "---|" * (len(names) + 1),
+    ]
+
+    def row(metric: str, cell) -> None:
+        lines.append(
+            f"| {metric} | "
+            + " | ".join(cell(groups[n]) for n in names)
+            + f" | {targets.get(metric, '')} |"
+        )
+
+    def aligned(g):
+        return [o for o in g if not o.refused]
+
+    row("refused", lambda g: str(sum(bool(o.refused) for o in g)))
+    row(
+        "latency error, samples (median / 95th / max)",
+        lambda g: _stats([o.latency_error for o in aligned(g)]),
+    )
+    row(
+        "interface (loopback) latency error, samples (median / 95th / max)",
+        lambda g: _stats([o.loopback_error for o in aligned(g) if o.loopback_error is not None]),
+    )
+    row(
+        "drift error, ppm (median / 95th / max)",
+        lambda g: _stats([o.drift_error for o in aligned(g)]),
+    )
+    row(
+        "polarity correct",
+        lambda g: (
+            f"{100 * np.mean([o.polarity_ok for o in aligned(g)]):.1f} %" if aligned(g) else "-"
+        ),
+    )
+    row(
+        "coherence (min / median)",
+        lambda g: (
+            f"{min(o.coherence for o in aligned(g)):.2f} / "
+            f"{np.median([o.coherence for o in aligned(g)]):.2f}"
+            if aligned(g)
+            else "-"
+        ),
+    )
+    row(
+        "throughput, × real time (CPU time, one core)",
+        lambda g: (
+            f"{sum(o.take_seconds for o in aligned(g)) / sum(o.cpu_seconds for o in aligned(g)):.0f}×"
+            if aligned(g)
+            else "-"
+        ),
+    )
+    row(
+        "peak memory / the pair's audio (max)",
+        lambda g: f"{max(o.memory_ratio for o in aligned(g)):.2f}×" if aligned(g) else "-",
+    )
+    return "\n".join(lines)
+
+
+def run_devices(seed: int) -> None:
+    from thirdparty import DEVICES, require_tools
+
+    require_tools("lv2apply", "fluidsynth")
+    rng = np.random.default_rng(seed)
+    outcomes: list[PairOutcome] = []
+    with tempfile.TemporaryDirectory(prefix="ampcap-bench-devices-") as tmp:
+        work = Path(tmp)
+        case = 0
+        for device in DEVICES.values():
+            for position in POSITIONS:
+                for rate in DEVICE_RATES:
+                    for loopback in (False, True) if case % 3 == 0 else (False,):
+                        instrument = "bass" if case % 4 == 3 else "guitar"
+                        outcome = device_pair_case(
+                            device, position, rate, instrument, loopback, rng, work
+                        )
+                        outcomes.append(outcome)
+                        print(
+                            f"{device.name} {position:g} {rate} Hz {instrument} "
+                            f"{'loopback' if loopback else 'pair'} SNR {outcome.snr_db:.0f} dB -> "
+                            + (
+                                f"REFUSED: {outcome.refused}"
+                                if outcome.refused
+                                else f"error {outcome.latency_error:+.3f}, drift {outcome.drift_error:+.3f} ppm, "
+                                f"coherence {outcome.coherence:.2f}"
+                            ),
+                            file=sys.stderr,
+                        )
+                    case += 1
+        refusals = [r for rate in DEVICE_RATES for r in refusal_cases(rate, work)]
+        sessions = session_cases(48000, work)
+        definitions = definition_table(48000)
+
+    pairs = [o for o in outcomes if not o.loopback]
+    looped = [o for o in outcomes if o.loopback]
+    targets = {
+        "refused": "0",
+        "latency error, samples (median / 95th / max)": "median ≤ 0.25, max ≤ 1.0",
+        "interface (loopback) latency error, samples (median / 95th / max)": "≤ 0.05",
+        "drift error, ppm (median / 95th / max)": "≤ 0.5",
+        "polarity correct": "100 %",
+        "throughput, × real time (CPU time, one core)": "≥ 200×",
+        "peak memory / the pair's audio (max)": "≤ 2×",
+    }
+    print(
+        f"\n### Third-party devices: {len(DEVICES)} Guitarix plug-ins × 3 gains × 2 rates, "
+        f"{PAIR_DI_SECONDS:g} s of FluidSynth DI, seed {seed}\n"
+    )
+    print(
+        _pair_table(
+            {
+                "DAW pairs": pairs,
+                "with a loopback": looped,
+                "44.1 kHz": [o for o in outcomes if o.rate == 44100],
+                "48 kHz": [o for o in outcomes if o.rate == 48000],
+            },
+            targets,
+        )
+    )
+    print()
+    print(
+        _pair_table({f"{name}": [o for o in outcomes if o.device == name] for name in DEVICES}, {})
+    )
+    print()
+    print(
+        _pair_table(
+            {
+                "SNR ≥ 40 dB": [o for o in outcomes if o.snr_db >= 40],
+                "SNR < 40 dB": [o for o in outcomes if o.snr_db < 40],
+                "output cut below 75 %": [
+                    o for o in outcomes if o.take_seconds < 0.75 * PAIR_DI_SECONDS
+                ],
+            },
+            {},
+        )
+    )
+    refused = sum(r[1] for r in refusals)
+    print(f"\n**Must-refuse cases**: {refused} of {len(refusals)} refused (target: all).\n")
+    print("| case | refused | message (start) |")
+    print("|---|---|---|")
+    for name, was, message in refusals:
+        print(f"| {name} | {'yes' if was else 'NO'} | {message[:110].replace('|', '/')}… |")
+    aligned = sum(r["verdict"] != "failed" for r in sessions)
+    print(f"\n**Sessions**: {aligned} of {len(sessions)} takes aligned (target: all).\n")
+    print(
+        "| device | gain | verdict | device measured at | loopback latency error | "
+        "device latency (samples) | drift error (ppm) |"
+    )
+    print("|---|---:|---|---|---:|---:|---:|")
+    for r in sessions:
+        print(
+            f"| {r['device']} | {r['setting']:g} | {r['verdict']} | {r['method']} | "
+            + (f"{r['loopback_error']:+.4f}" if r["loopback_error"] is not None else "-")
+            + " | "
+            + (f"{r['device_latency']:.3f}" if r["device_latency"] is not None else "-")
+            + " | "
+            + (f"{r['drift_error']:+.3f}" if r["drift_error"] is not None else "-")
+            + " |"
+        )
+    print("\n**What a device's delay is** (48 kHz, guitar DI; samples):\n")
+    print(definitions)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--cases", type=int, default=120)
     parser.add_argument("--di-seconds", type=float, default=30.0)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--only", choices=("virtual", "devices"))
     args = parser.parse_args()
+    if args.only != "virtual":
+        run_devices(args.seed)
+    if args.only == "devices":
+        return
 
     rng = np.random.default_rng(args.seed)
     programs: dict[int, _Program] = {}

@@ -1,4 +1,4 @@
-"""Alignment of capture sessions and of recordings made elsewhere.
+"""Alignment of capture sessions.
 
 A session take holds two recorded channels, ``[loopback, device]``, of the whole program. The
 loopback is the program as the interface played and recorded it; its latency and clock drift
@@ -18,16 +18,15 @@ capacitors shift the phase most, so it moves with the material; PHAT weighs ever
 alike and gives the same device latency on a sweep or on music, take after take.
 
 Reading "at" a fractional position is band-limited interpolation (:mod:`.resample`). The raw
-takes are only read. Recordings made elsewhere (:func:`align_files`) have no markers: windows of
-the whole signal near its start and its end play their part.
+takes are only read. Recordings made elsewhere, without markers, are aligned by :mod:`.pairs`.
 """
 
 from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -35,8 +34,8 @@ from typing import Any
 import numpy as np
 
 from ampcap import __version__
-from ampcap.errors import AlignmentError, AmpcapError, AudioFileError, SessionError, UsageError
-from ampcap.files import audio_info, read_audio, sha256_array, sha256_file
+from ampcap.errors import AlignmentError, AmpcapError, AudioFileError, SessionError
+from ampcap.files import read_audio, sha256_array, sha256_file
 from ampcap.schema.alignment import (
     ALIGNED_DIR,
     AlignedTake,
@@ -54,6 +53,7 @@ from ampcap.schema.session import (
 )
 from ampcap.wavstream import WavStreamWriter
 
+from .coherence import track_coherent
 from .delay import MIN_CONFIDENCE_DB, LatencyTrack, estimate_window, track_latency
 from .quality import (
     REPEATABILITY_WARNING_ESR,
@@ -214,6 +214,160 @@ def _correlation_at(
     return dot / denominator if denominator > 0 else 0.0
 
 
+@dataclass(frozen=True)
+class _Loopback:
+    """Which recorded channel is the loopback, and how it matched the program."""
+
+    status: str  # "ok", "silent" or "unrelated"
+    track: LatencyTrack | None
+    loopback_col: int
+    device_col: int
+    swapped: bool
+
+
+def _find_loopback(
+    program: np.ndarray,
+    columns: list[np.ndarray],
+    peaks: list[float],
+    windows: list[tuple[int, int]],
+    reach: int,
+) -> _Loopback:
+    """Match the loopback channel to the program at the markers; detect swapped inputs."""
+    if peaks[0] < SILENT_DBFS:
+        return _Loopback("silent", None, 0, 1, False)
+    track = _track_or_none(program, columns[0], windows, reach)
+    if track is None or not track.trusted:
+        return _Loopback("unrelated", track, 0, 1, False)
+    if track.correlation >= LOOPBACK_MIN_CORRELATION:
+        return _Loopback("ok", track, 0, 1, False)
+    # Either a processed signal reached the loopback input or the inputs are swapped.
+    other = _track_or_none(program, columns[1], windows, reach)
+    if (
+        other is not None
+        and other.trusted
+        and other.correlation > max(0.98, track.correlation + 0.05)
+    ):
+        return _Loopback("ok", other, 1, 0, True)
+    return _Loopback("unrelated", track, 0, 1, False)
+
+
+_LOOPBACK_MESSAGES = {
+    "silent": (
+        "The loopback channel is silent: the program itself is used as the input, so "
+        "converter colour and the output's exact level are not in the data. Patch the "
+        "loopback output straight to the loopback input named in the rig file."
+    ),
+    "unrelated": (
+        "The loopback does not match the program (no clear correlation peak at the sync "
+        "markers): is a cable patched from the loopback output to the loopback input, "
+        "with nothing in between? The program itself is used as the input."
+    ),
+}
+_SWAPPED_MESSAGE = (
+    "The loopback and device inputs look swapped (the 'device' channel is a clean copy "
+    "of the program, the 'loopback' one is not). They were swapped back for alignment; "
+    "fix input_device / input_loopback in the rig file before the next session."
+)
+
+
+@dataclass(frozen=True)
+class _DeviceReading:
+    """Latency (recorder samples), polarity and confidence of the device channel, and how."""
+
+    latency_samples: float
+    polarity: int
+    confidence_db: float
+    spread_samples: float
+    method: str  # "markers" or "music"
+    coherence: float | None = None
+    drift_ppm: float | None = None
+
+
+def _music_stretch(layout: Program, track: LatencyTrack | None, step: float) -> slice:
+    """The recorder's stretch holding the references and the DI (where the music plays)."""
+    first, last = layout.section("reference_1"), layout.section("reference_2")
+    offset = track.latency_samples if track is not None else 0.0
+    return slice(max(int(offset + step * first.start), 0), max(int(offset + step * last.stop), 0))
+
+
+def _device_by_music(
+    reference: np.ndarray,
+    device: np.ndarray,
+    sample_rate_hz: int,
+    reach: int,
+    drift: bool,
+) -> _DeviceReading | None:
+    """The device channel found in the music by its coherent part (:mod:`.coherence`).
+
+    Used when the sync markers did not show it clearly (a sweep through a gate or a very
+    high-gain amp); None when the music does not either.
+    """
+    try:
+        track = track_coherent(
+            reference,
+            device,
+            sample_rate_hz,
+            min_latency_samples=-reach,
+            max_latency_samples=reach,
+            drift=drift,
+        )
+    except AlignmentError:
+        return None
+    if not track.trusted:
+        return None
+    return _DeviceReading(
+        latency_samples=track.latency_samples,
+        polarity=track.polarity,
+        confidence_db=float("nan"),
+        spread_samples=0.0,
+        method="music",
+        coherence=track.coherence,
+        drift_ppm=track.drift_ppm,
+    )
+
+
+def _measure_device(
+    loopback: np.ndarray | None,
+    program: np.ndarray,
+    device: np.ndarray,
+    layout: Program,
+    windows: list[tuple[int, int]],
+    loopback_track: LatencyTrack | None,
+    sample_rate_hz: int,
+    reach: int,
+    device_reach: int,
+) -> _DeviceReading | None:
+    """The device channel's latency: at the markers, else in the music; None if neither."""
+    if loopback is not None and loopback_track is not None:
+        step = loopback_track.step
+        # The markers on the recorder's axis, where both recorded channels are compared.
+        recorder_windows = [
+            (max(int(math.floor(loopback_track.latency_samples + step * s)), 0), n)
+            for s, n in windows
+        ]
+        latency, polarity, confidence, spread = _device_against_loopback(
+            loopback, device, recorder_windows, device_reach
+        )
+        if confidence >= MIN_CONFIDENCE_DB:
+            return _DeviceReading(latency, polarity, confidence, spread, "markers")
+        stretch = _music_stretch(layout, loopback_track, step)
+        # Both channels run on the recorder's clock: no drift between them.
+        return _device_by_music(
+            loopback[stretch], device[stretch], sample_rate_hz, device_reach, drift=False
+        )
+    track = _track_or_none(program, device, windows, reach, "phat")
+    if track is not None and track.trusted:
+        return _DeviceReading(
+            track.latency_samples,
+            track.polarity,
+            track.confidence_db,
+            0.0,
+            "markers",
+            drift_ppm=track.drift_ppm,
+        )
+    return _device_by_music(program, device, sample_rate_hz, reach, drift=True)
+
+
 def analyse_take(
     program: np.ndarray,
     take: np.ndarray,
@@ -244,174 +398,146 @@ def analyse_take(
         Verdict ``ok``/``warning``/``failed``, plain-language messages that say what to do, the
         estimates, and the read plan for :func:`render_aligned`. The repeatability check needs
         the aligned target and is added by :func:`with_repeatability`.
+
+    Notes
+    -----
+    The device is measured at the sync markers (a sweep: exact and repeatable). When a sweep
+    does not show it clearly (a noise gate closing on it, a very high-gain amp), it is found in
+    the music instead by its coherent part (:mod:`.coherence`), and the estimates say so
+    (``device_method``: ``"music"``, with ``device_coherence``).
     """
     program = np.asarray(program).reshape(-1)
     if take.ndim != 2 or take.shape[1] != len(TAKE_CHANNELS):
         return _failed(f"The take has shape {take.shape}; expected (frames, 2) [loopback, device].")
-    frames = len(program)
-    preroll = layout.section("preroll")
-    marker_start = layout.section("marker_start")
-    marker_end = layout.section("marker_end")
-    di = layout.section("di")
     # A marker section is the sweep followed by silence; correlate the sweep only.
     windows = [
         (section.start, min(layout.marker.length, section.length))
-        for section in (marker_start, marker_end)
+        for section in (layout.section("marker_start"), layout.section("marker_end"))
     ]
     reach = int(round(max_latency_seconds * sample_rate_hz))
     device_reach = int(round(max_device_latency_seconds * sample_rate_hz))
 
     columns = [take[:, c] for c in range(2)]
     peaks = [to_dbfs(peak(c)) for c in columns]
-    loopback_col, device_col = 0, 1
     if peaks[0] < SILENT_DBFS and peaks[1] < SILENT_DBFS:
         return _failed(
             "Both inputs are silent: nothing was recorded. Check the interface's input channels "
             "in the rig file, the cables, and that the outputs reached the device and the "
             "loopback; then record the take again."
         )
-
-    messages: list[str] = []
-    warnings = 0
-    swapped = False
-    loopback_track: LatencyTrack | None = None
-    loopback_status = "ok"
-    if peaks[0] < SILENT_DBFS:
-        loopback_status = "silent"
-    else:
-        loopback_track = _track_or_none(program, columns[0], windows, reach)
-        if loopback_track is None or not loopback_track.trusted:
-            loopback_status = "unrelated"
-        elif loopback_track.correlation < LOOPBACK_MIN_CORRELATION:
-            # Either a processed signal reached the loopback input or the inputs are swapped.
-            device_track = _track_or_none(program, columns[1], windows, reach)
-            if (
-                device_track is not None
-                and device_track.trusted
-                and device_track.correlation > max(0.98, loopback_track.correlation + 0.05)
-            ):
-                swapped = True
-                loopback_col, device_col = 1, 0
-                loopback_track = device_track
-            else:
-                loopback_status = "unrelated"
-    device = columns[device_col]
-    if peaks[device_col] < SILENT_DBFS:
+    found = _find_loopback(program, columns, peaks, windows, reach)
+    device = columns[found.device_col]
+    if peaks[found.device_col] < SILENT_DBFS:
         return _failed(
-            f"The device channel is silent (peak {peaks[device_col]:.1f} dBFS): check that the "
-            "device is on, its output is patched to the device input named in the rig file, and "
-            "the input gain is up; then record the take again."
+            f"The device channel is silent (peak {peaks[found.device_col]:.1f} dBFS): check that "
+            "the device is on, its output is patched to the device input named in the rig file, "
+            "and the input gain is up; then record the take again."
+        )
+    messages = [_SWAPPED_MESSAGE] if found.swapped else []
+    if found.status in _LOOPBACK_MESSAGES:
+        messages.append(_LOOPBACK_MESSAGES[found.status])
+    warnings = len(messages)
+    estimates: dict[str, Any] = {"channels_swapped": found.swapped}
+    with_loopback = found.status == "ok" and found.track is not None
+    loopback = columns[found.loopback_col] if with_loopback else None
+    reading = _measure_device(
+        loopback,
+        program,
+        device,
+        layout,
+        windows,
+        found.track if with_loopback else None,
+        sample_rate_hz,
+        reach,
+        device_reach,
+    )
+    if reading is None:
+        estimates.update(input="loopback" if with_loopback else "program")
+        where = "its input" if with_loopback else "the program"
+        return _failed(
+            f"The device output does not follow {where}: not at the sync markers, nor in the "
+            "music (no coherent part). Was the device connected and audible, and no noise gate "
+            "closing on the program? Check the patch and levels, then record the take again.",
+            estimates=estimates,
+        )
+    if reading.method == "music":
+        warnings += 1
+        messages.append(
+            "The sync markers did not show the device clearly (a sweep through a noise gate or "
+            "a very high-gain amp); its latency was read from the music instead "
+            f"(coherence {reading.coherence:.2f}). Nothing to do unless it fails again."
         )
 
-    estimates: dict[str, Any] = {"channels_swapped": swapped}
-    if swapped:
-        warnings += 1
-        messages.append(
-            "The loopback and device inputs look swapped (the 'device' channel is a clean copy "
-            "of the program, the 'loopback' one is not). They were swapped back for alignment; "
-            "fix input_device / input_loopback in the rig file before the next session."
+    if with_loopback:
+        assert found.track is not None
+        track = found.track
+        drift_ppm, step = track.drift_ppm, track.step
+        loopback_latency = track.latency_samples
+        loopback_polarity = track.polarity
+        total_latency = loopback_latency + reading.latency_samples
+        target_polarity = reading.polarity * loopback_polarity
+        input_channel: int | None = found.loopback_col
+        confidence = (
+            min(track.confidence_db, reading.confidence_db)
+            if reading.method == "markers"
+            else track.confidence_db
         )
-    if loopback_status == "silent":
-        warnings += 1
-        messages.append(
-            "The loopback channel is silent: the program itself is used as the input, so "
-            "converter colour and the output's exact level are not in the data. Patch the "
-            "loopback output straight to the loopback input named in the rig file."
-        )
-    elif loopback_status == "unrelated":
-        warnings += 1
-        messages.append(
-            "The loopback does not match the program (no clear correlation peak at the sync "
-            "markers): is a cable patched from the loopback output to the loopback input, "
-            "with nothing in between? The program itself is used as the input."
-        )
-
-    if loopback_status == "ok" and loopback_track is not None:
-        drift_ppm = loopback_track.drift_ppm
-        step = loopback_track.step
-        loopback_latency = loopback_track.latency_samples
-        # The markers on the recorder's axis, where both recorded channels are compared.
-        recorder_windows = [
-            (max(int(math.floor(loopback_track.latency_samples + step * s)), 0), n)
-            for s, n in windows
-        ]
-        device_latency, device_polarity, device_confidence, device_spread = (
-            _device_against_loopback(columns[loopback_col], device, recorder_windows, device_reach)
-        )
-        loopback_polarity = loopback_track.polarity
-        target_polarity = device_polarity * loopback_polarity
-        input_channel: int | None = loopback_col
-        confidence = min(loopback_track.confidence_db, device_confidence)
         estimates.update(
             input="loopback",
             loopback_latency_samples=_rounded(loopback_latency),
-            device_latency_samples=_rounded(device_latency),
-            device_latency_spread_samples=_rounded(device_spread),
+            device_latency_samples=_rounded(reading.latency_samples),
+            device_latency_spread_samples=_rounded(reading.spread_samples),
             loopback_polarity=loopback_polarity,
-            loopback_confidence_db=_rounded(loopback_track.confidence_db, 2),
-            loopback_correlation=_rounded(loopback_track.correlation, 5),
-            loopback_gain_db=_rounded(loopback_track.gain_db, 3),
-            device_confidence_db=_rounded(device_confidence, 2),
+            loopback_confidence_db=_rounded(track.confidence_db, 2),
+            loopback_correlation=_rounded(track.correlation, 5),
+            loopback_gain_db=_rounded(track.gain_db, 3),
+            device_confidence_db=_rounded(reading.confidence_db, 2),
         )
-        if device_confidence < MIN_CONFIDENCE_DB:
-            return _failed(
-                f"The device output does not follow its input at the sync markers (confidence "
-                f"{device_confidence:.1f} dB, {MIN_CONFIDENCE_DB:.0f} dB needed). A noise gate "
-                "closed on the marker, or the device is not connected to the device input. "
-                "Check the patch and the gate, then record the take again.",
-                estimates=estimates,
-            )
         if loopback_polarity < 0:
             messages.append(
                 "The loopback is recorded inverted (polarity -1); corrected. A cable or an input "
                 "setting flips it; nothing to do unless it should not."
             )
-        total_latency = loopback_latency + device_latency
     else:
-        track = _track_or_none(program, device, windows, reach, "phat")
-        if track is None or not track.trusted:
-            return _failed(
-                "The sync markers were not found in the device channel either, so the take "
-                "cannot be aligned: was the device connected and the program audible through "
-                "it? Check the patch and levels, then record the take again.",
-                estimates=estimates,
-            )
-        drift_ppm = track.drift_ppm
-        step = track.step
-        total_latency = track.latency_samples
-        target_polarity = track.polarity
+        drift_ppm = reading.drift_ppm or 0.0
+        step = 1.0 + drift_ppm * 1e-6
+        total_latency = reading.latency_samples
+        target_polarity = reading.polarity
         input_channel = None
         loopback_polarity = 1
         loopback_latency = 0.0
-        confidence = track.confidence_db
+        confidence = reading.confidence_db
         estimates.update(
             input="program",
             loopback_latency_samples=None,
             device_latency_samples=None,
-            device_confidence_db=_rounded(track.confidence_db, 2),
+            device_confidence_db=_rounded(reading.confidence_db, 2),
         )
+    estimates["device_method"] = reading.method
+    if reading.coherence is not None:
+        estimates["device_coherence"] = _rounded(reading.coherence, 4)
 
-    # Polarity from the music, not the markers: through a fuzz with its tone control at an
-    # extreme, the whitened marker correlation can peak with the wrong sign, while the plain
-    # correlation over the reference segments (real playing) keeps the device's true sign.
-    references = [layout.section("reference_1"), layout.section("reference_2")]
-    music_correlation = _correlation_at(program, device, references, total_latency, step)
-    if abs(music_correlation) >= POLARITY_MIN_CORRELATION:
-        target_polarity = 1 if music_correlation > 0 else -1
-    estimates["polarity_correlation"] = _rounded(music_correlation, 4)
+    if reading.method == "markers":
+        # Polarity from the music, not the markers: through a fuzz with its tone control at an
+        # extreme, the whitened marker correlation can peak with the wrong sign, while the
+        # plain correlation over the reference segments (real playing) keeps the true sign.
+        references = [layout.section("reference_1"), layout.section("reference_2")]
+        music_correlation = _correlation_at(program, device, references, total_latency, step)
+        if abs(music_correlation) >= POLARITY_MIN_CORRELATION:
+            target_polarity = 1 if music_correlation > 0 else -1
+        estimates["polarity_correlation"] = _rounded(music_correlation, 4)
 
+    frames = len(program)
     drift_shift = abs(drift_ppm) * 1e-6 * frames
     drift_corrected = drift_shift > DRIFT_THRESHOLD_SAMPLES
-    if drift_corrected:
-        read_step, mid = step, 0.0
-    else:
-        # Apply the mid-take latency throughout: the ends are off by half the drift at most.
-        read_step, mid = 1.0, drift_ppm * 1e-6 * frames / 2
+    # Below the threshold the mid-take latency applies throughout: the ends are off by half
+    # the drift at most.
+    read_step, mid = (step, 0.0) if drift_corrected else (1.0, drift_ppm * 1e-6 * frames / 2)
     plan = ReadPlan(
         input_channel=input_channel,
         input_offset_samples=loopback_latency + mid,
         input_polarity=loopback_polarity,
-        target_channel=device_col,
+        target_channel=found.device_col,
         target_offset_samples=total_latency + mid,
         target_polarity=target_polarity,
         step=read_step,
@@ -423,29 +549,12 @@ def analyse_take(
             "playback and recording seem to run on separate devices. It was corrected, but "
             "use one interface (or clock-sync the two) for the best data."
         )
-
-    # Levels, on the recorder's axis: pre-roll for the noise, the DI section for the signal.
-    def recorder(sample: int, offset: float) -> int:
-        return int(round(offset + step * sample))
-
-    noise = slice(0, max(min(preroll.stop, recorder(marker_start.start, loopback_latency) - 16), 0))
-    device_quality = channel_quality(
-        device,
-        noise,
-        slice(max(recorder(di.start, total_latency), 0), max(recorder(di.stop, total_latency), 0)),
-    )
-    loopback_quality = channel_quality(
-        columns[loopback_col],
-        noise,
-        slice(
-            max(recorder(di.start, loopback_latency), 0),
-            max(recorder(di.stop, loopback_latency), 0),
-        ),
+    device_quality, loopback_quality = _take_levels(
+        columns, found, layout, loopback_latency, total_latency, step
     )
     warnings += _level_messages(
         device_quality, loopback_quality, input_channel is not None, messages
     )
-
     estimates.update(
         latency_samples=_rounded(total_latency),
         drift_ppm=_rounded(drift_ppm, 4),
@@ -467,6 +576,35 @@ def analyse_take(
         repeatability_esr=None,
     )
     return TakeAnalysis("warning" if warnings else "ok", tuple(messages), estimates, plan)
+
+
+def _take_levels(
+    columns: list[np.ndarray],
+    found: _Loopback,
+    layout: Program,
+    loopback_latency: float,
+    total_latency: float,
+    step: float,
+) -> tuple[ChannelQuality, ChannelQuality]:
+    """Levels on the recorder's axis: the pre-roll for the noise, the DI for the signal."""
+
+    def recorder(sample: int, offset: float) -> int:
+        return max(int(round(offset + step * sample)), 0)
+
+    preroll, di = layout.section("preroll"), layout.section("di")
+    marker_start = layout.section("marker_start")
+    noise = slice(0, max(min(preroll.stop, recorder(marker_start.start, loopback_latency) - 16), 0))
+    device_quality = channel_quality(
+        columns[found.device_col],
+        noise,
+        slice(recorder(di.start, total_latency), recorder(di.stop, total_latency)),
+    )
+    loopback_quality = channel_quality(
+        columns[found.loopback_col],
+        noise,
+        slice(recorder(di.start, loopback_latency), recorder(di.stop, loopback_latency)),
+    )
+    return device_quality, loopback_quality
 
 
 def with_repeatability(
@@ -528,7 +666,7 @@ def _level_messages(
 def render_aligned(
     path: str | os.PathLike[str],
     program: np.ndarray,
-    take: np.ndarray,
+    channels: Sequence[np.ndarray],
     plan: ReadPlan,
     sample_rate_hz: int,
     *,
@@ -544,8 +682,9 @@ def render_aligned(
         The aligned WAV to write; replaced if it exists, never half-written.
     program : numpy.ndarray, shape (frames,)
         The played signal; the input channel when ``plan.input_channel`` is None.
-    take : numpy.ndarray, shape (take_frames, channels)
-        The raw recording, read only.
+    channels : sequence of numpy.ndarray, each shape (frames,)
+        The raw recorded channels (views of a take, or separate files; lengths may differ),
+        read only.
     plan : ReadPlan
     sample_rate_hz : int
     frames : int, optional
@@ -576,10 +715,10 @@ def render_aligned(
                     source = np.zeros(stop - start, dtype=np.float32)
                     part = np.asarray(program[start:stop], dtype=np.float32)
                     source[: len(part)] = part
-                    target = interpolate_at(take[:, plan.target_channel], target_at)
+                    target = interpolate_at(channels[plan.target_channel], target_at)
                 else:
                     source, target = interpolate_channels(
-                        [take[:, plan.input_channel], take[:, plan.target_channel]],
+                        [channels[plan.input_channel], channels[plan.target_channel]],
                         [plan.input_offset_samples + plan.step * m, target_at],
                     )
                 target = plan.target_polarity * target
@@ -746,6 +885,13 @@ def _align_one(
         )
     except AudioFileError as exc:
         return failed(f"{exc} Record the take again (`ampcap record ... --retake`).")
+    if take.frames and len(audio) < take.frames:
+        return failed(
+            f"{take.file} holds {len(audio)} frames but session.json says {take.frames} were "
+            f"recorded: the file was cut short after recording ({len(audio) / rate:.1f} of "
+            f"{take.frames / rate:.1f} s; an interrupted copy?). Copy it again from where it was "
+            "recorded, or record the take again (`ampcap record ... --retake`)."
+        )
     analysis = analyse_take(program, audio, layout, rate, max_latency_seconds=max_latency_seconds)
     if analysis.plan is None:
         return AlignedTake(
@@ -771,7 +917,7 @@ def _align_one(
     segments = render_aligned(
         folder / out_name,
         program,
-        audio,
+        [audio[:, 0], audio[:, 1]],
         analysis.plan,
         rate,
         keep=tuple((s.start, s.length) for s in references),
@@ -785,289 +931,4 @@ def _align_one(
         verdict=analysis.verdict,
         messages=analysis.messages,
         estimates=analysis.estimates,
-    )
-
-
-# --- recordings made elsewhere -------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class FileAlignment:
-    """The alignment of a DI file and its recording through the device (a DAW reamp).
-
-    Attributes
-    ----------
-    latency_samples : float
-        Latency of the output file against the input at input sample 0 (positive: it lags);
-        with a loopback, loopback latency plus device latency.
-    drift_ppm : float
-        Clock drift of the recording against the input (see :mod:`.delay`).
-    drift_corrected : bool
-        Whether the drift was above :data:`DRIFT_THRESHOLD_SAMPLES` over the file and undone.
-    polarity : int
-        +1, or -1 when the device output is inverted (undone in the aligned pair).
-    confidence_db : float
-        Lowest peak-to-sidelobe ratio of the estimates, dB.
-    correlation : float
-        Normalised correlation of the output with the input, 0..1 (a distorting device is well
-        below 1; an unrelated file is near 0).
-    loopback_latency_samples, device_latency_samples : float or None
-        The two parts of the latency, with a loopback file.
-    sample_rate_hz, input_frames, output_frames : int
-    padded_frames, trimmed_frames : int
-        Silence added after a short output; render tail cut from a long one.
-    out_path : Path
-        The aligned pair written, ``[input, target]`` float32, as long as the input.
-    notes : tuple of str
-        Plain-language notes on what was done.
-    """
-
-    latency_samples: float
-    drift_ppm: float
-    drift_corrected: bool
-    polarity: int
-    confidence_db: float
-    correlation: float
-    loopback_latency_samples: float | None
-    device_latency_samples: float | None
-    sample_rate_hz: int
-    input_frames: int
-    output_frames: int
-    padded_frames: int
-    trimmed_frames: int
-    out_path: Path
-    notes: tuple[str, ...] = field(default_factory=tuple)
-
-    def to_json(self) -> dict[str, Any]:
-        """The ``--json`` document: ``confidence`` is the peak-to-sidelobe ratio in dB."""
-        return {
-            "latency_samples": _rounded(self.latency_samples, 5),
-            "drift_ppm": _rounded(self.drift_ppm, 4),
-            "polarity": self.polarity,
-            "confidence": _rounded(self.confidence_db, 2),
-            "correlation": _rounded(self.correlation, 5),
-            "drift_corrected": self.drift_corrected,
-            "loopback_latency_samples": _rounded(self.loopback_latency_samples, 5),
-            "device_latency_samples": _rounded(self.device_latency_samples, 5),
-            "sample_rate_hz": self.sample_rate_hz,
-            "input_frames": self.input_frames,
-            "output_frames": self.output_frames,
-            "padded_frames": self.padded_frames,
-            "trimmed_frames": self.trimmed_frames,
-            "out": str(self.out_path),
-            "notes": list(self.notes),
-        }
-
-
-def _read_mono(path: Path, role: str, rate: int | None, reference: Path | None) -> np.ndarray:
-    info = audio_info(path)
-    if rate is not None and info.sample_rate_hz != rate:
-        raise AlignmentError(
-            f"The {role} file {path} is at {info.sample_rate_hz} Hz but the input {reference} "
-            f"is at {rate} Hz. Export both at the same rate (resampling one changes the "
-            "latency you are measuring), then run `ampcap align` again."
-        )
-    if info.channels != 1:
-        raise AlignmentError(
-            f"The {role} file {path} has {info.channels} channels; ampcap aligns mono files. "
-            "Export the track as mono (a reamped guitar is one channel), then try again."
-        )
-    try:
-        audio, _ = read_audio(path)
-    except AudioFileError as exc:
-        raise AlignmentError(f"The {role} file cannot be used: {exc}") from exc
-    if to_dbfs(peak(audio)) < SILENT_DBFS:
-        raise AlignmentError(
-            f"The {role} file {path} is silent (peak below {SILENT_DBFS:.0f} dBFS): is it the "
-            "right file, and was the track armed?"
-        )
-    return np.asarray(audio[:, 0], dtype=np.float64)
-
-
-def _file_windows(signal: np.ndarray, sample_rate_hz: int) -> list[tuple[int, int]]:
-    """Two windows with the most energy, one in the first and one in the last 40 % of a file.
-
-    Windows are 1/5 of the file, between 1 and 10 seconds; a file shorter than 3 seconds gets
-    one window over all of it (no drift measured).
-    """
-    frames = len(signal)
-    if frames < 3 * sample_rate_hz:
-        return [(0, frames)]
-    length = int(min(max(frames // 5, sample_rate_hz), 10 * sample_rate_hz))
-    energy = np.concatenate(([0.0], np.cumsum(signal * signal)))
-    hop = max(length // 4, 1)
-    starts = np.arange(0, frames - length + 1, hop)
-    window_energy = energy[starts + length] - energy[starts]
-    early = starts + length <= int(0.4 * frames) + length // 2
-    late = starts >= int(0.6 * frames) - length // 2
-    chosen = []
-    for mask in (early, late):
-        if mask.any():
-            candidates = starts[mask]
-            chosen.append((int(candidates[np.argmax(window_energy[mask])]), length))
-    return chosen if len(chosen) == 2 else [(0, frames)]
-
-
-def align_files(
-    input_path: str | os.PathLike[str],
-    output_path: str | os.PathLike[str],
-    loopback_path: str | os.PathLike[str] | None = None,
-    *,
-    out_path: str | os.PathLike[str] | None = None,
-    max_latency_seconds: float = MAX_LATENCY_SECONDS,
-) -> FileAlignment:
-    """Align a recording made elsewhere (DAW reamp) to the DI it was made from.
-
-    Parameters
-    ----------
-    input_path : path-like
-        The DI that was played (mono).
-    output_path : path-like
-        The device's output as recorded (mono, same sample rate). A render tail or a few missing
-        samples at the end are fine: the aligned target is trimmed or padded to the input's
-        length, with a note.
-    loopback_path : path-like, optional
-        The DI as recorded back through a cable, at the same time as the output (mono, same
-        rate). With it the latency is split into interface and device parts, and the aligned
-        input is the loopback.
-    out_path : path-like, optional
-        Where to write the aligned pair; default ``<output stem>.aligned.wav`` beside the output.
-    max_latency_seconds : float, default 1.0
-        Latencies searched, both signs.
-
-    Returns
-    -------
-    FileAlignment
-
-    Raises
-    ------
-    AlignmentError
-        Mismatched sample rates, multi-channel or silent files, or an output (or loopback) that
-        is not a recording of the input; each message names the file and why.
-    UsageError
-        ``out_path`` would overwrite one of the given files.
-    """
-    input_path, output_path = Path(input_path), Path(output_path)
-    loopback = Path(loopback_path) if loopback_path is not None else None
-    out = (
-        Path(out_path)
-        if out_path is not None
-        else output_path.with_name(f"{output_path.stem}.aligned.wav")
-    )
-    for given in (input_path, output_path, loopback):
-        if given is not None and out.resolve() == given.resolve():
-            raise UsageError(
-                f"--out {out} would overwrite {given}, one of the recordings being aligned. "
-                "Choose another file name."
-            )
-    rate = audio_info(input_path).sample_rate_hz
-    source = _read_mono(input_path, "input", None, None)
-    recorded = _read_mono(output_path, "output", rate, input_path)
-    recorded_loopback = (
-        _read_mono(loopback, "loopback", rate, input_path) if loopback is not None else None
-    )
-    frames = len(source)
-    windows = _file_windows(source, rate)
-    reach = int(round(max_latency_seconds * rate))
-
-    def unrelated(track: LatencyTrack | None, path: Path, role: str) -> AlignmentError:
-        detail = (
-            f"its best correlation peak stands only {track.confidence_db:.1f} dB above the "
-            f"rest ({MIN_CONFIDENCE_DB:.0f} dB needed)"
-            if track is not None
-            else "no correlation peak was found"
-        )
-        return AlignmentError(
-            f"The {role} file {path} does not look like a recording of the input {input_path}: "
-            f"{detail}. Check you picked the matching files, and that the latency is under "
-            f"{max_latency_seconds:g} s."
-        )
-
-    notes: list[str] = []
-    if loopback is not None and recorded_loopback is not None:
-        track = _track_or_none(source, recorded_loopback, windows, reach)
-        if track is None or not track.trusted:
-            raise unrelated(track, loopback, "loopback")
-        recorder_windows = [
-            (max(int(math.floor(track.latency_samples + track.step * s)), 0), n) for s, n in windows
-        ]
-        device_latency, device_polarity, device_confidence, _ = _device_against_loopback(
-            recorded_loopback,
-            recorded,
-            recorder_windows,
-            int(round(MAX_DEVICE_LATENCY_SECONDS * rate)),
-        )
-        if device_confidence < MIN_CONFIDENCE_DB:
-            raise AlignmentError(
-                f"The output file {output_path} does not follow the loopback {loopback} "
-                f"(confidence {device_confidence:.1f} dB, {MIN_CONFIDENCE_DB:.0f} dB needed): "
-                "were they recorded together, from the same pass?"
-            )
-        loopback_latency = track.latency_samples
-        polarity = device_polarity * track.polarity
-        total = loopback_latency + device_latency
-        confidence = min(track.confidence_db, device_confidence)
-        if track.polarity < 0:
-            notes.append("The loopback was recorded inverted; corrected.")
-    else:
-        track = _track_or_none(source, recorded, windows, reach, "phat")
-        if track is None or not track.trusted:
-            raise unrelated(track, output_path, "output")
-        loopback_latency = device_latency = None
-        total = track.latency_samples
-        polarity = track.polarity
-        confidence = track.confidence_db
-    if len(windows) < 2:
-        notes.append("The input is under 3 s: drift was not measured.")
-
-    drift_shift = abs(track.drift_ppm) * 1e-6 * frames
-    drift_corrected = drift_shift > DRIFT_THRESHOLD_SAMPLES
-    step, mid = (track.step, 0.0) if drift_corrected else (1.0, track.drift_ppm * 1e-6 * frames / 2)
-    if polarity < 0:
-        notes.append("The output is inverted against the input (polarity -1); corrected.")
-    end_position = total + mid + step * (frames - 1)
-    padded = max(int(math.ceil(end_position)) + 1 - len(recorded), 0)
-    trimmed = max(len(recorded) - (int(math.floor(end_position)) + 1), 0)
-    if padded:
-        notes.append(
-            f"The output ends {padded} samples before the input (after alignment); "
-            "the aligned target was padded with silence."
-        )
-    if trimmed:
-        notes.append(f"The output runs {trimmed} samples past the input (render tail); trimmed.")
-
-    # The two recordings as one take, [loopback, device]; a shorter one reads as silence.
-    take = np.zeros(
-        (max(len(recorded), 0 if recorded_loopback is None else len(recorded_loopback)), 2),
-        dtype=np.float32,
-    )
-    take[: len(recorded), 1] = recorded
-    if recorded_loopback is not None:
-        take[: len(recorded_loopback), 0] = recorded_loopback
-    plan = ReadPlan(
-        input_channel=0 if recorded_loopback is not None else None,
-        input_offset_samples=(loopback_latency or 0.0) + mid,
-        input_polarity=track.polarity if recorded_loopback is not None else 1,
-        target_channel=1,
-        target_offset_samples=total + mid,
-        target_polarity=polarity,
-        step=step,
-    )
-    render_aligned(out, source, take, plan, rate, frames=frames)
-    return FileAlignment(
-        latency_samples=total,
-        drift_ppm=track.drift_ppm,
-        drift_corrected=drift_corrected,
-        polarity=polarity,
-        confidence_db=confidence,
-        correlation=track.correlation,
-        loopback_latency_samples=loopback_latency,
-        device_latency_samples=device_latency,
-        sample_rate_hz=rate,
-        input_frames=frames,
-        output_frames=len(recorded),
-        padded_frames=padded,
-        trimmed_frames=trimmed,
-        out_path=out,
-        notes=tuple(notes),
     )

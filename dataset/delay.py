@@ -442,6 +442,7 @@ def track_latency(
     exclusion_samples: int = 32,
     max_iterations: int = 6,
     weighting: str = "plain",
+    initial: tuple[float, float] | None = None,
 ) -> LatencyTrack:
     """Latency and clock drift of a recording from several windows of the reference.
 
@@ -463,6 +464,10 @@ def track_latency(
         the latency by less than 0.002 samples.
     weighting : {"plain", "phat"}, default "plain"
         See :func:`estimate_delay`.
+    initial : (latency_samples, drift_ppm), optional
+        A first estimate from elsewhere (:mod:`.coherence`, on music). The windows are then
+        not searched over the whole range, which a drift of a few hundred ppm smears over a
+        window of several seconds; they are read through this estimate and refined.
 
     Returns
     -------
@@ -491,23 +496,32 @@ def track_latency(
                 f"({len(reference)} samples)."
             )
     centres = [start + length / 2 for start, length in windows]
-    estimates = [
-        estimate_window(
-            reference,
-            recorded,
-            start,
-            length,
-            min_latency_samples,
-            max_latency_samples,
-            exclusion_samples,
-            weighting,
-        )
-        for start, length in windows
-    ]
-    # Latency measured at a window applies at its centre (the correlation is symmetric).
-    intercept, slope = _fit([e.latency_samples for e in estimates], centres)
+    if initial is None:
+        estimates = [
+            estimate_window(
+                reference,
+                recorded,
+                start,
+                length,
+                min_latency_samples,
+                max_latency_samples,
+                exclusion_samples,
+                weighting,
+            )
+            for start, length in windows
+        ]
+        # Latency measured at a window applies at its centre (the correlation is symmetric).
+        intercept, slope = _fit([e.latency_samples for e in estimates], centres)
+    else:
+        intercept, slope = initial[0], initial[1] * 1e-6
+        estimates = [
+            DelayEstimate(
+                intercept + slope * c, 1, 0.0, 0.0, 0.0, min_latency_samples, max_latency_samples
+            )
+            for c in centres
+        ]
     iterations = 0
-    if len(windows) > 1:
+    if len(windows) > 1 or initial is not None:
         # The residual search spans ±guard: wide enough for a peak-to-sidelobe ratio that means
         # something, and for a first estimate smeared by drift to be pulled in.
         guard = max(2 * exclusion_samples + 8, REFINE_GUARD_SAMPLES)
@@ -539,7 +553,11 @@ def track_latency(
                         search_max_samples=initial.search_max_samples,
                     )
                 )
-            new_intercept, new_slope = _fit([e.latency_samples for e in refined], centres)
+            if len(windows) > 1:
+                new_intercept, new_slope = _fit([e.latency_samples for e in refined], centres)
+            else:  # one window: it places the line, the drift stays the one given
+                new_slope = slope
+                new_intercept = refined[0].latency_samples - slope * centres[0]
             # Far below the targets (0.5 ppm, 0.02 samples), above the estimates' jitter.
             converged = (
                 abs(new_slope - slope) * 1e6 < 0.01 and abs(new_intercept - intercept) < 0.002

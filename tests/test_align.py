@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -20,8 +21,10 @@ from align_helpers import (
     write_session,
 )
 
-from ampcap.dataset.align import align_files, align_session
+from ampcap.dataset.align import align_session
+from ampcap.dataset.coherence import track_coherent
 from ampcap.dataset.delay import estimate_window
+from ampcap.dataset.pairs import align_files
 from ampcap.dataset.quality import esr
 from ampcap.errors import AlignmentError, SessionError, UsageError
 from ampcap.files import read_audio, sha256_file, write_audio
@@ -254,7 +257,10 @@ def reamp(tmp_path_factory: pytest.TempPathFactory) -> dict:
     write_audio(folder / "di.wav", di.astype(np.float32), rate)
     write_audio(folder / "lb.wav", take[:, 0], rate)
     write_audio(folder / "amp.wav", take[:, 1], rate)
-    intrinsic = estimate_window(di, device, 1000, rate * 8, -64, 64, weighting="phat")
+    # The amp's own delay as the marker-free estimator reads it, on its clean output.
+    intrinsic = track_coherent(
+        di, device, rate, min_latency_samples=-64, max_latency_samples=64, drift=False
+    )
     return {
         "folder": folder,
         "rate": rate,
@@ -268,7 +274,8 @@ def reamp(tmp_path_factory: pytest.TempPathFactory) -> dict:
 def test_align_files_without_loopback(reamp: dict) -> None:
     folder = reamp["folder"]
     result = align_files(folder / "di.wav", folder / "amp.wav")
-    truth = reamp["rig"].latency_at_zero() + reamp["intrinsic"]
+    rig = reamp["rig"]
+    truth = rig.latency_at_zero() + reamp["intrinsic"] * (1 + rig.drift_ppm * 1e-6)
     # Through a distorting amp on music the device's delay is defined less sharply than on a
     # sweep: a tenth of a sample, and a ppm of drift over 9 s.
     assert result.latency_samples == pytest.approx(truth, abs=0.1)
@@ -276,11 +283,17 @@ def test_align_files_without_loopback(reamp: dict) -> None:
     assert result.polarity == -1
     assert result.out_path == folder / "amp.aligned.wav"
     pair, rate = read_audio(result.out_path)
-    assert rate == reamp["rate"] and pair.shape == (len(reamp["di"]), 2)
-    assert np.allclose(pair[:, 0], reamp["di"], atol=1e-7)
+    # The recording is as long as the DI, so it stops a latency's worth before the DI does.
+    assert rate == reamp["rate"] and pair.shape == (result.pair_frames, 2)
+    assert result.pair_frames == len(reamp["di"]) - result.uncovered_frames
+    assert 0 < result.uncovered_frames <= math.ceil(truth) + 1
+    assert np.allclose(pair[:, 0], reamp["di"][: len(pair)], atol=1e-7)
     document = result.to_json()
     assert set(document) >= {"latency_samples", "drift_ppm", "polarity", "confidence"}
     assert document["polarity"] == -1
+    confidence = document["confidence"]
+    assert confidence["measure"] == "coherence" and "linearly" in confidence["meaning"]
+    assert confidence["value"] > 0.5 > confidence["trusted_from"] > confidence["unrelated_floor"]
 
 
 def test_align_files_with_loopback(reamp: dict, tmp_path: Path) -> None:
@@ -292,8 +305,9 @@ def test_align_files_with_loopback(reamp: dict, tmp_path: Path) -> None:
     assert result.loopback_latency_samples == pytest.approx(rig.latency_at_zero(), abs=0.02)
     assert result.drift_ppm == pytest.approx(-120.0, abs=0.5)
     assert result.device_latency_samples == pytest.approx(reamp["intrinsic"], abs=0.1)
+    assert result.coherence > 0.5
     pair, _ = read_audio(tmp_path / "pair.wav")
-    assert esr(reamp["di"][1000:-5000], pair[1000:-5000, 0]) < 1e-3
+    assert esr(reamp["di"][1000 : len(pair) - 5000], pair[1000:-5000, 0]) < 1e-3
 
 
 def test_loopback_and_output_of_different_lengths(reamp: dict, tmp_path: Path) -> None:
@@ -304,23 +318,37 @@ def test_loopback_and_output_of_different_lengths(reamp: dict, tmp_path: Path) -
     assert result.loopback_latency_samples == pytest.approx(
         reamp["rig"].latency_at_zero(), abs=0.02
     )
+    # The pair ends where the shorter recording, the loopback, does.
     pair, _ = read_audio(result.out_path)
-    assert pair.shape == (len(reamp["di"]), 2)
+    assert pair.shape == (result.pair_frames, 2)
+    rig = reamp["rig"]
+    covered = (len(take) - 2000 - rig.latency_at_zero()) / (1 + rig.drift_ppm * 1e-6)
+    assert result.pair_frames == pytest.approx(covered, abs=2)
 
 
-def test_render_tail_is_trimmed_and_a_short_output_padded(reamp: dict, tmp_path: Path) -> None:
+def test_render_tail_is_left_out_and_a_short_output_gives_a_shorter_pair(
+    reamp: dict, tmp_path: Path
+) -> None:
     rate, take = reamp["rate"], reamp["take"]
     longer = np.concatenate([take[:, 1], 0.001 * np.ones(rate)])
     write_audio(tmp_path / "long.wav", longer, rate)
     result = align_files(reamp["folder"] / "di.wav", tmp_path / "long.wav")
-    assert result.trimmed_frames > 0 and result.padded_frames == 0
+    assert result.trimmed_frames > 0 and result.uncovered_frames == 0
+    assert result.pair_frames == len(reamp["di"])
     assert any("render tail" in note for note in result.notes)
-    write_audio(tmp_path / "short.wav", take[:-3000, 1], rate)
+    # A bounce that stops at half the DI: aligned, the pair holds the half it covers.
+    half = len(take) // 2
+    write_audio(tmp_path / "short.wav", take[:half, 1], rate)
     result = align_files(reamp["folder"] / "di.wav", tmp_path / "short.wav")
-    assert result.padded_frames > 3000 and result.trimmed_frames == 0
-    assert any("padded" in note for note in result.notes)
+    truth = reamp["rig"].latency_at_zero() + reamp["intrinsic"]
+    assert result.latency_samples == pytest.approx(truth, abs=0.5)
+    assert result.trimmed_frames == 0
+    assert result.uncovered_frames == len(reamp["di"]) - result.pair_frames
+    assert half - 1000 < result.pair_frames < half
+    assert any("stops" in note and "covers" in note for note in result.notes)
     pair, _ = read_audio(result.out_path)
-    assert len(pair) == len(reamp["di"])
+    assert len(pair) == result.pair_frames
+    assert np.max(np.abs(pair[-rate // 10 :, 1])) > 0.01  # music to the end, no padding
 
 
 def test_align_files_refusals(reamp: dict, tmp_path: Path) -> None:
@@ -336,8 +364,18 @@ def test_align_files_refusals(reamp: dict, tmp_path: Path) -> None:
         align_files(folder / "di.wav", tmp_path / "silent.wav")
     noise = 0.1 * np.random.default_rng(9).standard_normal(len(take))
     write_audio(tmp_path / "other.wav", noise, rate)
-    with pytest.raises(AlignmentError, match="other.wav does not look like a recording"):
+    with pytest.raises(AlignmentError, match="other.wav does not look like a recording.*coherence"):
         align_files(folder / "di.wav", tmp_path / "other.wav")
+    # Another DI played through the same amp: music, but not this music.
+    other_di = plucks(len(take), rate, np.random.default_rng(11))
+    write_audio(tmp_path / "unrelated.wav", amp_output(other_di, rate, {"isf": 5.0}), rate)
+    with pytest.raises(AlignmentError, match="unrelated.wav does not look like a recording"):
+        align_files(folder / "di.wav", tmp_path / "unrelated.wav")
+    # A WAV cut short (an interrupted copy) says so, with the frames promised and present.
+    whole = (folder / "amp.wav").read_bytes()
+    (tmp_path / "cut.wav").write_bytes(whole[: len(whole) * 2 // 3])
+    with pytest.raises(AlignmentError, match=r"cut.wav is truncated: its header promises \d+"):
+        align_files(folder / "di.wav", tmp_path / "cut.wav")
     with pytest.raises(UsageError, match="would overwrite"):
         align_files(folder / "di.wav", folder / "amp.wav", out_path=folder / "di.wav")
 
@@ -368,3 +406,108 @@ def test_an_inverting_device_is_found_inverted_by_markers_and_music_alike(
     result = _align_one(tmp_path, program, take)
     assert result.estimates["polarity"] == -TRUTH.polarity
     assert result.estimates["polarity_correlation"] * TRUTH.polarity < -0.5
+
+
+# --- distorting devices, without markers -------------------------------------------------------
+
+
+def _fuzz(x: np.ndarray, rate: int) -> np.ndarray:
+    """A crude high-gain device: 40 dB into a hard-ish clipper between two tone filters.
+
+    Its output is mostly harmonics: a plain or phase-transform correlation peak barely stands
+    out, the coherent part in the fundamental band does.
+    """
+    from scipy import signal
+
+    pre = signal.sosfilt(signal.butter(2, [120, 3000], "bandpass", fs=rate, output="sos"), x)
+    clipped = np.tanh(100.0 * pre) + 0.3 * np.tanh(30.0 * pre) ** 2
+    return 0.3 * signal.sosfilt(signal.butter(2, 5000, "lowpass", fs=rate, output="sos"), clipped)
+
+
+@pytest.fixture(scope="module")
+def fuzz_pair(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    folder = tmp_path_factory.mktemp("fuzz")
+    rate = 48000
+    di = plucks(rate * 12, rate, np.random.default_rng(21))
+    device = _fuzz(di, rate)
+    rig = Rig(latency_samples=2345.6, drift_ppm=210.0, polarity=-1, noise_dbfs=-70.0, seed=8)
+    take = record(di, device, rig, rate)
+    write_audio(folder / "di.wav", di.astype(np.float32), rate)
+    write_audio(folder / "fuzz.wav", take[:, 1], rate)
+    write_audio(folder / "lb.wav", take[:, 0], rate)
+    own = track_coherent(
+        di, device, rate, min_latency_samples=-64, max_latency_samples=64, drift=False
+    )
+    return {"folder": folder, "rate": rate, "rig": rig, "di": di, "device": device, "own": own}
+
+
+def test_a_distorting_device_is_aligned_without_markers(fuzz_pair: dict) -> None:
+    folder, rig, own = fuzz_pair["folder"], fuzz_pair["rig"], fuzz_pair["own"]
+    # The phase-transform peak of the whole file hardly stands out (the old way refused it).
+    plain = estimate_window(
+        fuzz_pair["di"],
+        fuzz_pair["device"],
+        0,
+        len(fuzz_pair["di"]) // 2,
+        -4000,
+        4000,
+        weighting="phat",
+    )
+    assert plain.confidence_db < 10
+    result = align_files(folder / "di.wav", folder / "fuzz.wav")
+    truth = rig.latency_at_zero() + own.latency_samples * (1 + rig.drift_ppm * 1e-6)
+    assert result.latency_samples == pytest.approx(truth, abs=0.25)
+    assert result.drift_ppm == pytest.approx(rig.drift_ppm, abs=0.5)
+    assert result.polarity == rig.polarity * own.polarity
+    assert result.coherence > result.trusted_from
+    # With the loopback, the interface's part is exact and the device's part is the device's.
+    looped = align_files(folder / "di.wav", folder / "fuzz.wav", folder / "lb.wav")
+    assert looped.loopback_latency_samples == pytest.approx(rig.latency_at_zero(), abs=0.02)
+    assert looped.device_latency_samples == pytest.approx(
+        own.latency_samples * (1 + rig.drift_ppm * 1e-6), abs=0.25
+    )
+
+
+def test_content_at_another_rate_than_its_header_is_refused(
+    fuzz_pair: dict, tmp_path: Path
+) -> None:
+    from scipy import signal
+
+    rate = fuzz_pair["rate"]
+    # 44.1 kHz material written as 48 kHz plays 8.8 % fast: nothing lines up.
+    fast = signal.resample_poly(fuzz_pair["device"], 147, 160)
+    write_audio(tmp_path / "fast.wav", fast, rate)
+    with pytest.raises(AlignmentError, match="fast.wav does not look like a recording.*coherence"):
+        align_files(fuzz_pair["folder"] / "di.wav", tmp_path / "fast.wav")
+
+
+def test_a_session_whose_markers_the_device_hides_is_aligned_from_the_music(
+    tmp_path: Path, program: SyntheticProgram
+) -> None:
+    # A noise gate that stays shut on the sweeps: no marker in the device channel, music is there.
+    device = amp_output(program.audio, RATE, {"isf": 5.0})
+    for name in ("marker_start", "marker_end"):
+        section = program.layout.section(name)
+        device[section.start : section.stop] = 0.0
+    take = record(program.audio, device, TRUTH, RATE)
+    result = _align_one(tmp_path, program, take)
+    e = result.estimates
+    assert result.verdict == "warning"
+    assert e["device_method"] == "music" and e["device_coherence"] > 0.5
+    assert any("read from the music" in m for m in result.messages)
+    assert e["loopback_latency_samples"] == pytest.approx(TRUTH.latency_at_zero(), abs=0.02)
+    intrinsic = _intrinsic_delay(program, amp_output(program.audio, RATE, {"isf": 5.0}))
+    assert e["device_latency_samples"] == pytest.approx(intrinsic, abs=1.0)
+
+
+def test_a_take_cut_short_after_recording_says_so(
+    tmp_path: Path, program: SyntheticProgram
+) -> None:
+    take = _take(program)
+    write_session(tmp_path, program, {5.0: take})
+    # The file loses its second half but keeps a valid header (a tool rewrote it short).
+    write_audio(tmp_path / "takes" / "isf=5.wav", take[: len(take) // 2], RATE)
+    result = align_session(tmp_path).takes[0]
+    assert result.verdict == "failed"
+    assert "cut short after recording" in result.messages[0]
+    assert f"session.json says {len(take)}" in result.messages[0]

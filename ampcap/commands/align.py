@@ -11,7 +11,7 @@ from ampcap.commands.options import json_option
 from ampcap.errors import AlignmentError, UsageError
 
 if TYPE_CHECKING:
-    from ampcap.dataset.align import FileAlignment
+    from ampcap.dataset.pairs import FileAlignment
 
 
 @click.command()
@@ -71,14 +71,18 @@ def align(
 
     \b
     Files mode: a DI and its recording through the device made elsewhere (a DAW
-    reamp, no markers). Latency and drift come from the whole signal; an output a
-    little longer (render tail) or shorter is trimmed or padded with a note.
+    reamp, no markers), distorting devices included. Latency, drift and polarity
+    come from the part of the output that follows the input (its coherence); a
+    render tail is left out and an output that stops early gives a shorter pair,
+    each with a note. An unrelated, silent or noise-only file is refused.
 
     \b
     With --json, one JSON document goes to stdout: the per-take results for a
-    session; for files {"latency_samples", "drift_ppm", "polarity", "confidence", ...}
-    where confidence is the correlation's peak-to-sidelobe ratio in dB (10 dB or
-    more is trusted). Positive latency means the recording lags.
+    session; for files {"latency_samples", "drift_ppm", "polarity", "confidence",
+    ...} where confidence is {"measure": "coherence", "value", "trusted_from",
+    "unrelated_floor", "meaning"}: the share of the output that follows the input
+    linearly where the input plays (a distorting device keeps 0.15 or more; an
+    unrelated file scores near the floor). Positive latency means the recording lags.
 
     \b
     Examples:
@@ -167,7 +171,7 @@ def _align_files(
     as_json: bool,
 ) -> None:
     from ampcap.console import err, print_json
-    from ampcap.dataset.align import align_files
+    from ampcap.dataset.pairs import align_files
 
     with err.status("measuring latency and drift"):
         result = align_files(
@@ -202,9 +206,11 @@ def _print_file_table(result: FileAlignment) -> None:
         "drift", f"{result.drift_ppm:+.3f} ppm" + (" (corrected)" if result.drift_corrected else "")
     )
     table.add_row("polarity", f"{result.polarity:+d}")
-    table.add_row("confidence", f"{result.confidence_db:.1f} dB peak-to-sidelobe")
-    table.add_row("correlation", f"{result.correlation:.3f}")
-    table.add_row("aligned pair", str(result.out_path))
+    table.add_row(
+        "confidence",
+        f"coherence {result.coherence:.3f} (trusted from {result.trusted_from:.2f})",
+    )
+    table.add_row("aligned pair", f"{result.out_path} ({result.pair_frames / rate:.2f} s)")
     err.print(table)
     for note in result.notes:
         err.print(f"note: {note}")

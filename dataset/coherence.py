@@ -1,0 +1,736 @@
+"""Marker-free latency, drift and polarity of a device's recording, from its coherent part.
+
+Sign conventions as in :mod:`.delay`: a positive latency means the recording lags, and
+reference sample ``m`` is found at recorder position ``latency + (1 + drift_ppm·1e-6)·m``.
+
+Why not a plain or phase-transform correlation peak. A distorting device turns most of its
+output into harmonics and intermodulation that are not a linear function of the input. In a
+single cross-spectrum every frequency bin then carries a random phase besides the device's own,
+and GCC-PHAT, which gives each bin the same weight, sums mostly noise: through a high-gain amp
+its peak stands a few dB above chance. The established answer is the generalized
+cross-correlation with the maximum-likelihood weighting of Hannan and Thomson (C. H. Knapp and
+G. C. Carter, "The generalized correlation method for estimation of time delay", IEEE Trans.
+ASSP 24(4), 1976, eq. 15 and Table I): each frequency is weighted by
+
+    ψ(f) = γ²(f) / (|Gxy(f)| · (1 - γ²(f)))
+
+where γ² is the magnitude-squared coherence between input and output. A distorted recording
+of the same input keeps a clear coherence where the input has its energy (the fundamentals);
+its harmonics, hum and noise have almost none and drop out. γ² needs averaged spectra, so it is
+measured here by Welch's method (Hann segments, half overlap) on segments of the input and of
+the recording read where the current estimate of the latency and drift puts them.
+
+The three steps:
+
+1. **Coarse.** Both signals are decimated to about 12 kHz (the fundamental band). Up to
+   :data:`COARSE_WINDOWS` short windows of the input, the most energetic of equal stretches of
+   the file, are each searched over the whole latency range with a smoothed coherence
+   transform (SCOT: the cross-spectrum over the geometric mean of the two auto-spectra, both
+   smoothed over neighbouring bins), and the three highest peaks of each window are kept.
+   Windows are short, so a clock drift of a few hundred ppm moves the latency by a few samples
+   within one; the latency across windows is a straight line (latency and drift), found by a
+   consensus fit (RANSAC): the line most windows agree on. Wrong peaks of windows the
+   distortion or a quiet passage spoiled fall off the line.
+2. **Coherence.** Welch cross-spectra along that line give γ²(f) and the device's best linear
+   approximation. The **confidence** is the band coherence: γ² averaged over 60 Hz–4 kHz,
+   weighted by the input's power, so it says how much of the recording, where the input plays,
+   is a linear function of it. An unrelated recording scores at the estimator's own floor,
+   about one over the number of segments; a distorting device scores far above it.
+3. **Fine.** In several windows along the file, the averaged cross-spectrum is compared with
+   the ML weighting ψ (the phase of each bin weighted by γ²/(1-γ²)); the residual delay that
+   maximises the weighted correlation is found to a fraction of a sample by a dense search and
+   a parabola, and its sign is the polarity. A straight line through the windows' latencies
+   gives latency and drift; the segments are read again along it until it stops changing.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import fft as sfft
+
+from ampcap.errors import AlignmentError
+
+#: Rate the coarse search runs at (the fundamental band of a guitar or bass is far below it).
+COARSE_RATE_HZ = 8000
+#: Length of a coarse window, seconds: long enough for a few notes, short enough that a drift
+#: of 300 ppm moves the latency by under 0.2 samples at the coarse rate within it.
+COARSE_WINDOW_SECONDS = 1.0
+#: Coarse windows at most, one per equal stretch of the file.
+COARSE_WINDOWS = 12
+#: Peaks kept per coarse window.
+COARSE_PEAKS = 3
+#: Coarse peaks within this many decimated samples of a line agree with it: the peak of a
+#: window smeared by a drift of 300 ppm wanders by about two.
+COARSE_TOLERANCE = 3
+#: Welch segment length, seconds (4096 samples at 44.1-48 kHz): resolves 12 Hz, and a
+#: residual latency of a few samples costs it nothing.
+SEGMENT_SECONDS = 0.085
+#: Segments averaged at most (evenly spread over the file, for speed).
+MAX_SEGMENTS = 192
+#: The polarity is the sign of the plain correlation's largest value this close to the delay.
+POLARITY_REACH_SECONDS = 0.00075
+#: How far past the search range a hump of the envelope may reach, samples.
+HUMP_REACH = 24.0
+#: Segments transformed at a time (memory: a few hundred kB a batch).
+SEGMENT_BATCH = 32
+#: Lines the coarse windows agree on that are compared by their coherence: repetitive music
+#: (a bass riff on one note) lets a line one period off gather as many windows as the true one.
+CANDIDATE_LINES = 3
+#: Highest frequency analysed in the fine stage, Hz.
+TOP_FREQUENCY_HZ = 8000.0
+#: Band over which the confidence is measured, Hz: where a guitar's and a bass's fundamentals
+#: and first harmonics put a DI's energy.
+COHERENCE_BAND_HZ = (60.0, 4000.0)
+#: Band coherence below which a recording is not trusted to be the device's output of this
+#: input. Through the most distorting devices measured (fuzzes, high-gain amps) it stays above
+#: 0.15; between unrelated signals it is at the floor (below 0.03 for a few hundred segments).
+MIN_COHERENCE = 0.08
+#: The band coherence must also stand this many times above the floor of the segments used.
+MIN_COHERENCE_OVER_FLOOR = 4.0
+#: Largest clock drift searched, ppm (two crystals differ by under 100; unlocked devices by
+#: a few hundred).
+MAX_DRIFT_PPM = 1000.0
+#: Fine-stage windows at most.
+FINE_WINDOWS = 8
+#: Coherence above this counts as this in the ML weighting, so every bin whose output is at
+#: least a tenth linear in the input weighs the same (ψ = 1/9). ψ grows without bound as
+#: γ² → 1 because the ML weighting assumes a pure delay in noise, so that a bin's phase error
+#: is its noise alone. A device's phase is not a pure delay (tone stacks, coupling capacitors
+#: turn it with frequency), so the weights decide which delay is read; weights that follow
+#: the SNR bin by bin make the reading move with the noise and hum of each recording (through
+#: Guitarix studiopre and chump, by 5 to 15 samples between two recordings of the same take
+#: uncapped, under 1 capped here), while bins below the cap, where the output is mostly
+#: distortion or noise, still count in proportion to their coherence.
+MAX_GAMMA2 = 0.1
+
+
+@dataclass(frozen=True)
+class CoherentTrack:
+    """Latency, drift and polarity of a recording, read from its coherent part.
+
+    Attributes
+    ----------
+    latency_samples : float
+        Latency at reference sample 0, recorder samples (positive: the recording lags).
+    drift_ppm : float
+        Clock drift; reference sample ``m`` is at recorder position
+        ``latency_samples + (1 + drift_ppm·1e-6)·m``.
+    polarity : int
+        +1, or -1 when the recording is inverted.
+    coherence : float
+        Band coherence, 0..1: the magnitude-squared coherence between the reference and the
+        recording read along the track, averaged over :data:`COHERENCE_BAND_HZ` weighted by the
+        reference's power. 1 is a linear, noiseless copy; a distorting device keeps 0.15-0.9;
+        an unrelated recording sits at ``coherence_floor``.
+    coherence_floor : float
+        What two unrelated signals score with the same number of segments (1 / segments).
+    segments : int
+        Welch segments averaged.
+    windows : int
+        Fine-stage windows the latency and drift were fitted to.
+    agreeing_windows, coarse_windows : int
+        Coarse windows whose peak lies on the fitted line, and coarse windows searched.
+    """
+
+    latency_samples: float
+    drift_ppm: float
+    polarity: int
+    coherence: float
+    coherence_floor: float
+    segments: int
+    windows: int
+    agreeing_windows: int
+    coarse_windows: int
+
+    @property
+    def step(self) -> float:
+        """Recorder samples per reference sample, ``1 + drift_ppm·1e-6``."""
+        return 1.0 + self.drift_ppm * 1e-6
+
+    def latency_at(self, reference_sample: float) -> float:
+        """Latency (recorder samples) at a reference sample."""
+        return self.latency_samples + self.drift_ppm * 1e-6 * reference_sample
+
+    @property
+    def trusted(self) -> bool:
+        """Whether the coherence says the recording is this reference through a device."""
+        return self.coherence >= max(MIN_COHERENCE, MIN_COHERENCE_OVER_FLOOR * self.coherence_floor)
+
+
+@dataclass(frozen=True)
+class _Line:
+    intercept: float
+    slope: float
+
+    def at(self, m: np.ndarray | float) -> np.ndarray | float:
+        return self.intercept + self.slope * m
+
+
+def _energetic_windows(x: np.ndarray, length: int, count: int, stop: int) -> list[int]:
+    """Start of the most energetic ``length``-window in each of ``count`` stretches of x[:stop]."""
+    stop = min(stop, len(x))
+    if stop < length:
+        return [0] if stop > 0 else []
+    energy = np.concatenate(([0.0], np.cumsum(np.square(x[:stop], dtype=np.float64))))
+    starts = np.arange(0, stop - length + 1, max(length // 4, 1))
+    window_energy = energy[starts + length] - energy[starts]
+    if window_energy.max() <= 0:
+        return []
+    edges = np.linspace(0, stop - length + 1, min(count, len(starts)) + 1)
+    chosen = []
+    for lo, hi in zip(edges[:-1], edges[1:], strict=True):
+        mask = (starts >= lo) & (starts < hi)
+        if mask.any():
+            best = int(np.argmax(np.where(mask, window_energy, -1.0)))
+            if window_energy[best] > 1e-4 * window_energy.max():
+                chosen.append(int(starts[best]))
+    return sorted(set(chosen))
+
+
+def _decimate(x: np.ndarray, q: int) -> np.ndarray:
+    """Means of ``q`` consecutive samples: a crude low-pass, but the same for both signals, and
+    only the coarse search (the fundamental band, far below the first null at rate/q) uses it."""
+    if q == 1:
+        return x
+    usable = len(x) // q * q
+    return x[:usable].reshape(-1, q).mean(axis=1, dtype=np.float32)
+
+
+def _smooth(power: np.ndarray, bins: int) -> np.ndarray:
+    """Moving average over ``2·bins + 1`` bins (shorter at the ends)."""
+    total = np.concatenate(([0.0], np.cumsum(power, dtype=np.float64)))
+    index = np.arange(len(power))
+    lo, hi = np.maximum(index - bins, 0), np.minimum(index + bins + 1, len(power))
+    return (total[hi] - total[lo]) / (hi - lo)
+
+
+def _coarse_candidates(
+    x: np.ndarray, y: np.ndarray, starts: list[int], length: int, low: int, high: int
+) -> list[tuple[float, float, float]]:
+    """(time, latency, weight) of the highest SCOT peaks of each window (decimated samples).
+
+    A peak's time is the window's centre of energy: with drift the latency changes across the
+    window, and the peak lands where the window's energy is.
+    """
+    candidates = []
+    for start in starts:
+        window = x[start : start + length]
+        power = np.square(window, dtype=np.float64)
+        centre = start + float(np.dot(power, np.arange(len(window))) / max(power.sum(), 1e-30))
+        first, last = start + low, start + length + high
+        part = np.zeros(last - first, dtype=np.float32)
+        lo, hi = max(first, 0), min(last, len(y))
+        if hi <= lo:
+            continue
+        part[lo - first : hi - first] = y[lo:hi]
+        if not np.any(part):
+            continue
+        n = sfft.next_fast_len(len(window) + len(part), real=True)
+        spectrum_x = sfft.rfft(window, n)
+        spectrum_y = sfft.rfft(part, n)
+        smoothing = max(n // 2048, 2)
+        power_x = _smooth(spectrum_x.real**2 + spectrum_x.imag**2, smoothing)
+        power_y = _smooth(spectrum_y.real**2 + spectrum_y.imag**2, smoothing)
+        scale = np.sqrt(np.maximum(power_x * power_y, 0.0))
+        floor = 1e-9 * scale.max()
+        if floor <= 0:
+            continue
+        spectrum_y *= np.conj(spectrum_x)
+        spectrum_y /= np.maximum(scale, floor)
+        correlation = np.abs(sfft.irfft(spectrum_y, n)[: high - low + 1])
+        # The highest local maxima, at least 4 samples apart.
+        keep = min(64 * COARSE_PEAKS, len(correlation))
+        top = np.argpartition(correlation, -keep)[-keep:]
+        top = top[np.argsort(correlation[top])[::-1]]
+        taken: list[int] = []
+        for lag in top:
+            if all(abs(int(lag) - t) > 4 for t in taken):
+                taken.append(int(lag))
+                if len(taken) == COARSE_PEAKS:
+                    break
+        best = correlation[taken[0]]
+        for lag in taken:
+            offset = 0.0
+            if 0 < lag < len(correlation) - 1:
+                left, middle, right = correlation[lag - 1 : lag + 2]
+                curvature = left - 2 * middle + right
+                offset = (
+                    float(np.clip(0.5 * (left - right) / curvature, -0.5, 0.5))
+                    if curvature < 0
+                    else 0.0
+                )
+            candidates.append((centre, lag + offset + low, float(correlation[lag] / best)))
+    return candidates
+
+
+def _consensus(
+    candidates: list[tuple[float, float, float]], tolerance: float, max_slope: float
+) -> list[tuple[_Line, int, float]]:
+    """The lines through most windows' peaks (RANSAC over pairs and single points).
+
+    Returns up to :data:`CANDIDATE_LINES` distinct lines, best first, each the least-squares
+    line through its agreeing peaks, with how many windows agree and its score (the sum of
+    the agreeing peaks' heights relative to each window's highest).
+    """
+    t = np.array([c[0] for c in candidates])
+    lag = np.array([c[1] for c in candidates])
+    weight = np.array([c[2] for c in candidates])
+    window_of = np.unique(t, return_inverse=True)[1]
+    anchors_i, anchors_j = np.triu_indices(len(t), 1)
+    apart = t[anchors_j] != t[anchors_i]
+    anchors_i, anchors_j = anchors_i[apart], anchors_j[apart]
+    slopes = (lag[anchors_j] - lag[anchors_i]) / (t[anchors_j] - t[anchors_i])
+    fine = np.abs(slopes) <= max_slope
+    # Hypotheses: every pair of peaks of two windows, and every peak with no drift.
+    anchor = np.concatenate((np.arange(len(t)), anchors_i[fine]))
+    slope = np.concatenate((np.zeros(len(t)), slopes[fine]))
+    predicted = lag[anchor, None] + slope[:, None] * (t[None, :] - t[anchor, None])
+    inlier = np.abs(lag[None, :] - predicted) <= tolerance
+    # One vote per window: its best agreeing peak.
+    votes = np.zeros((len(anchor), window_of.max() + 1))
+    for k in range(len(t)):
+        column = np.where(inlier[:, k], weight[k], 0.0)
+        votes[:, window_of[k]] = np.maximum(votes[:, window_of[k]], column)
+    score = votes.sum(axis=1)
+    middle = float(np.median(t))
+    lines: list[tuple[_Line, int, float]] = []
+    for best in np.argsort(score)[::-1]:
+        chosen = inlier[best]
+        tt, ll = t[chosen], lag[chosen]
+        if np.ptp(tt) > 0 and max_slope > 0:
+            fitted_slope, intercept = np.polyfit(tt, ll, 1)
+        else:
+            fitted_slope, intercept = 0.0, float(np.mean(ll))
+        line = _Line(float(intercept), float(fitted_slope))
+        if all(abs(line.at(middle) - other.at(middle)) > tolerance for other, _, _ in lines):
+            lines.append((line, int(np.count_nonzero(votes[best])), float(score[best])))
+            if len(lines) == CANDIDATE_LINES:
+                break
+    return lines
+
+
+class _Segments:
+    """Welch segments of the reference, and of the recording read along a latency line.
+
+    Only the bins up to :data:`TOP_FREQUENCY_HZ` are kept: above it a DI has little energy
+    and a distorting device's output almost no coherence.
+    """
+
+    def __init__(
+        self, x: np.ndarray, y: np.ndarray, starts: np.ndarray, length: int, rate: int
+    ) -> None:
+        self.starts, self.length = starts, length
+        self.window = np.hanning(length + 2)[1:-1].astype(np.float32)
+        self.top = int(min(TOP_FREQUENCY_HZ, 0.45 * rate) * length / rate) + 1
+        self.frames = np.lib.stride_tricks.sliding_window_view(y, length)
+        spectrum_x = self._spectra(np.lib.stride_tricks.sliding_window_view(x, length), starts)
+        self.power_x = spectrum_x.real**2 + spectrum_x.imag**2  # per segment
+        self.conj_x = np.conj(spectrum_x)
+        self.cycles = (np.arange(self.top) / length).astype(np.float32)  # cycles per sample
+
+    @classmethod
+    def along(
+        cls,
+        x: np.ndarray,
+        y: np.ndarray,
+        line: _Line,
+        length: int,
+        margin: float,
+        rate: int,
+        decimated: np.ndarray,
+    ) -> _Segments:
+        """Segments where the reference plays and the recording holds it (±margin samples).
+
+        ``decimated`` is the reference decimated by an integer factor: its energy, cheaper to
+        sum, tells the silent segments apart.
+        """
+        first = max(0, int(math.ceil((margin - line.intercept) / (1 + line.slope))))
+        last_y = (len(y) - length - 1 - margin - line.intercept) / (1 + line.slope)
+        last = int(min(len(x) - length, last_y))
+        starts = np.arange(first, last + 1, length // 2) if last >= first else np.zeros(0, int)
+        if len(starts):
+            # Drop segments where the reference is silent: they carry no information.
+            q = len(x) // max(len(decimated), 1)
+            square = np.concatenate(([0.0], np.cumsum(np.square(decimated, dtype=np.float64))))
+            ends = np.minimum((starts + length) // q, len(decimated))
+            energy = square[ends] - square[np.minimum(starts // q, len(decimated))]
+            starts = starts[energy > 1e-6 * max(float(energy.max()), 1e-30)]
+        if len(starts) > MAX_SEGMENTS:
+            starts = starts[np.linspace(0, len(starts) - 1, MAX_SEGMENTS).round().astype(int)]
+        return cls(x, y, starts, length, rate)
+
+    def _spectra(self, frames: np.ndarray, starts: np.ndarray) -> np.ndarray:
+        """Spectra (bins below the top) of the Hann-windowed ``frames[starts]``, a batch of
+        segments at a time so the full spectra never all sit in memory at once."""
+        out = np.empty((len(starts), self.top), dtype=np.complex64)
+        for first in range(0, len(starts), SEGMENT_BATCH):
+            rows = starts[first : first + SEGMENT_BATCH]
+            out[first : first + len(rows)] = sfft.rfft(frames[rows] * self.window, axis=1)[
+                :, : self.top
+            ]
+        return out
+
+    def cross(self, line: _Line) -> tuple[np.ndarray, np.ndarray]:
+        """Per-segment cross-spectra ``conj(X)·Y`` along ``line``, and the recording's powers.
+
+        The recording is cut at the integer part of its position at each segment's centre and
+        the fractional part undone by a phase rotation (the drift within one segment moves it
+        by well under a sample).
+        """
+        position = self.starts + line.at(self.starts + self.length / 2)
+        whole = np.clip(np.floor(position), 0, len(self.frames) - 1).astype(np.int64)
+        fraction = (position - whole).astype(np.float32)
+        spectrum_y = self._spectra(self.frames, whole)
+        power_y = spectrum_y.real**2 + spectrum_y.imag**2
+        phase = (2 * np.pi) * fraction[:, None] * self.cycles[None, :]
+        spectrum_y *= np.cos(phase) + 1j * np.sin(phase)
+        spectrum_y *= self.conj_x
+        return spectrum_y, power_y
+
+
+@dataclass(frozen=True)
+class _Spectra:
+    """Welch averages over some segments: coherence, the ML weights and the phase they weigh."""
+
+    coherence: float
+    cross: np.ndarray
+    bins: np.ndarray
+    psi: np.ndarray
+    phase: np.ndarray
+    snr: np.ndarray
+
+    @classmethod
+    def of(
+        cls, power_x: np.ndarray, power_y: np.ndarray, cross: np.ndarray, frequencies_hz: np.ndarray
+    ) -> _Spectra:
+        gamma2 = (cross.real**2 + cross.imag**2) / np.maximum(power_x * power_y, 1e-30)
+        gamma2 = np.clip(gamma2, 0.0, 1.0)
+        band = (frequencies_hz >= COHERENCE_BAND_HZ[0]) & (frequencies_hz <= COHERENCE_BAND_HZ[1])
+        weight = power_x * band
+        total = float(weight.sum())
+        coherence = float(np.dot(weight, gamma2) / total) if total > 0 else 0.0
+        capped = np.minimum(gamma2, MAX_GAMMA2)
+        psi = capped / (1.0 - capped)
+        # DC, and bins where the reference has no energy, say nothing about the delay.
+        useful = (power_x > 1e-8 * power_x.max()) & (psi > 1e-3 * max(float(psi.max()), 1e-30))
+        useful[0] = False
+        bins = np.flatnonzero(useful)
+        snr = np.minimum(gamma2, 0.999)[bins]
+        return cls(coherence, cross, bins, psi[bins], _unit(cross[bins]), snr / (1.0 - snr))
+
+    def envelope_peak(self, length: int, reach: float) -> float:
+        """Lag of the envelope peak of the ML-weighted correlation, samples."""
+        if len(self.bins) == 0:
+            return 0.0
+        return _correlation_peak(self.phase, self.psi, self.bins, length, reach, envelope=True)
+
+    def envelope_centre(self, length: int, around: float, reach: float) -> float:
+        """Centre (first moment of the energy) of the envelope's main hump, samples.
+
+        The hump is the stretch around the envelope's highest point within ``reach`` of
+        ``around`` where the envelope stays above half its peak; it may extend past
+        ``reach`` as far as the envelope's width (one over the weights' bandwidth) asks.
+        Through a dispersive device the hump can carry two crests of almost equal height, and
+        its highest point jumps between them with the material; its centre does not.
+        """
+        if len(self.bins) == 0:
+            return around
+        cycles = self.bins / length
+        weight = self.psi / max(float(self.psi.sum()), 1e-30)
+        mean = float(np.dot(weight, cycles))
+        bandwidth = math.sqrt(max(float(np.dot(weight, (cycles - mean) ** 2)), 1e-12))
+        width = min(max(2.0 / bandwidth, reach + HUMP_REACH), length / 8)
+        oversample = 8
+        size = oversample * length
+        spectrum = np.zeros(size, dtype=np.complex128)
+        spectrum[self.bins] = self.psi * self.phase
+        lags = np.arange(int((around - width) * oversample), int((around + width) * oversample) + 1)
+        envelope = np.abs(sfft.ifft(spectrum)[np.mod(lags, size)])
+        inside = np.abs(lags / oversample - around) <= reach
+        peak = int(np.argmax(np.where(inside, envelope, -1.0)))
+        above = envelope >= 0.5 * envelope[peak]
+        lo = peak
+        while lo > 0 and above[lo - 1]:
+            lo -= 1
+        hi = peak
+        while hi < len(above) - 1 and above[hi + 1]:
+            hi += 1
+        energy = envelope[lo : hi + 1] ** 2
+        return float(np.dot(energy, lags[lo : hi + 1]) / energy.sum()) / oversample
+
+    def polarity(self, length: int, delay: float, reach: float) -> int:
+        """The sign of the plain (unweighted) correlation's largest value within ``reach``
+        samples of ``delay``.
+
+        The plain correlation is dominated by the bass, where a device's phase turns most: its
+        value at the delay can sit near a zero crossing (through a small tube amp, 0.01 of its
+        peak), while its peak a few dozen samples later keeps the device's sign.
+        """
+        spectrum = np.zeros(length, dtype=np.complex128)
+        spectrum[self.bins] = self.cross[self.bins]
+        grid = sfft.ifft(spectrum).real
+        lags = np.arange(int(math.floor(delay - reach)), int(math.ceil(delay + reach)) + 1)
+        values = grid[np.mod(lags, length)]
+        return 1 if values[int(np.argmax(np.abs(values)))] >= 0 else -1
+
+
+def _correlation_peak(
+    spectrum_phase: np.ndarray,
+    psi: np.ndarray,
+    bins: np.ndarray,
+    length: int,
+    reach: float,
+    envelope: bool,
+) -> float:
+    """The lag (samples, |lag| <= reach) where ``G(τ) = Σ ψ·e^{j(φ + 2πfτ)}`` peaks.
+
+    ``G`` is the analytic form of a generalized cross-correlation with weights ψ over the FFT
+    ``bins`` of a ``length``-point segment, whose phases are φ = ``spectrum_phase``. With
+    ``envelope`` the peak of ``|G|`` (one smooth peak), else of ``Re G`` (the correlation).
+    Sampled every quarter sample by one inverse FFT, then refined by zooms and parabolas.
+    """
+    weighted = psi * spectrum_phase
+    oversample = 4
+    size = oversample * length
+    spectrum = np.zeros(size, dtype=np.complex128)
+    spectrum[bins] = weighted
+    # Bin b of a size-point inverse sits at b / size cycles: sample k is G(k / oversample).
+    grid = sfft.ifft(spectrum)
+    lags = np.arange(-int(reach * oversample), int(reach * oversample) + 1)
+    values = grid[np.mod(lags, size)]
+    values = np.abs(values) if envelope else values.real
+    cycles = bins / length
+
+    def function(tau: np.ndarray) -> np.ndarray:
+        g = np.exp(2j * np.pi * np.outer(tau, cycles)) @ weighted
+        return np.abs(g) if envelope else g.real
+
+    return _zoom(function, float(lags[int(np.argmax(values))]) / oversample, 1.0 / oversample, 2)
+
+
+def _zoom(function, centre: float, step: float, rounds: int) -> float:
+    """Maximise a smooth function near ``centre`` by zooms of 5 points and a parabola each."""
+    for _ in range(rounds):
+        points = centre + np.linspace(-step, step, 5)
+        values = function(points)
+        k = int(np.clip(np.argmax(values), 1, 3))
+        left, middle, right = values[k - 1 : k + 2]
+        curvature = left - 2 * middle + right
+        offset = 0.5 * (left - right) / curvature if curvature < 0 else 0.0
+        step = float(points[1] - points[0])
+        centre = float(points[k] + np.clip(offset, -1, 1) * step)
+    return centre
+
+
+def _unit(z: np.ndarray) -> np.ndarray:
+    return z / np.maximum(np.abs(z), 1e-30)
+
+
+def _robust_line(
+    centres: np.ndarray, delays: np.ndarray, weights: np.ndarray, drift: bool
+) -> _Line:
+    """Weighted least-squares line, refitted without windows far off it (a wrong lobe)."""
+    keep = np.ones(len(centres), dtype=bool)
+    for _ in range(3):
+        w = weights[keep]
+        if drift and np.count_nonzero(keep) >= 2 and np.ptp(centres[keep]) > 0:
+            slope, intercept = np.polyfit(centres[keep], delays[keep], 1, w=np.sqrt(w))
+        else:
+            slope, intercept = 0.0, float(np.average(delays[keep], weights=w))
+        residual = np.abs(delays - (intercept + slope * centres))
+        spread = max(3.0 * float(np.median(residual[keep])), 0.5)
+        new = residual <= spread
+        if new.sum() < max(2, len(centres) // 2) or np.array_equal(new, keep):
+            break
+        keep = new
+    return _Line(float(intercept), float(slope))
+
+
+def track_coherent(
+    reference: np.ndarray,
+    recorded: np.ndarray,
+    sample_rate_hz: int,
+    *,
+    min_latency_samples: int,
+    max_latency_samples: int,
+    drift: bool = True,
+    max_iterations: int = 3,
+) -> CoherentTrack:
+    """Latency, drift and polarity of ``recorded`` against ``reference``, without markers.
+
+    Parameters
+    ----------
+    reference : numpy.ndarray, shape (n,)
+        What was played (a DI), float32 or float64.
+    recorded : numpy.ndarray, shape (m,)
+        The device's output as recorded, starting at the same instant; it may be shorter or
+        longer than the reference.
+    sample_rate_hz : int
+    min_latency_samples, max_latency_samples : int
+        Latencies searched (inclusive), recorder samples.
+    drift : bool, default True
+        Measure clock drift; False when both signals share one clock (a device channel against
+        its loopback), so the drift is 0 by construction.
+    max_iterations : int, default 3
+        Fine passes at most; they stop once the latency changes by under 0.002 samples and the
+        drift by under 0.01 ppm.
+
+    Returns
+    -------
+    CoherentTrack
+        See :class:`CoherentTrack`; check ``trusted`` before using it.
+
+    Raises
+    ------
+    AlignmentError
+        Multi-channel, empty or non-finite input, or a recording that holds no sound where the
+        reference plays within the latency range.
+    """
+    x = _as_float32(reference, "reference")
+    y = _as_float32(recorded, "recording")
+    rate = int(sample_rate_hz)
+    max_slope = MAX_DRIFT_PPM * 1e-6 if drift else 0.0
+
+    # 1. Coarse: windows of the decimated signals, and the line most of them agree on.
+    q = max(1, int(round(rate / COARSE_RATE_HZ)))
+    xd, yd = _decimate(x, q), _decimate(y, q)
+    low = int(math.floor(min_latency_samples / q))
+    high = int(math.ceil(max_latency_samples / q))
+    length = int(min(COARSE_WINDOW_SECONDS * rate / q, len(xd)))
+    # Only where the recording can hold the reference: past its end there is nothing to find.
+    starts = _energetic_windows(xd, length, COARSE_WINDOWS, len(yd) - low)
+    candidates = _coarse_candidates(xd, yd, starts, length, low, high)
+    if not candidates:
+        raise AlignmentError(
+            "The recording has no sound where the input plays, within the latency range searched."
+        )
+    lines = _consensus(candidates, COARSE_TOLERANCE, max_slope)
+
+    # 2. Welch segments along a line: its coherence. Of the lines most windows agree on, the
+    # one along which the recording is most coherent with the reference.
+    segment = 1 << int(round(math.log2(SEGMENT_SECONDS * rate)))
+    reach = (COARSE_TOLERANCE + 2) * q
+    best: tuple[float, _Line, int, _Segments] | None = None
+    for coarse, agreeing, score in lines:
+        if score < 0.5 * lines[0][2]:
+            break
+        line = _Line(coarse.intercept * q, coarse.slope)
+        candidate = _Segments.along(x, y, line, segment, reach, rate, xd)
+        if len(candidate.starts) < 2:
+            continue
+        cross_each, power_y = candidate.cross(line)
+        coherence = _Spectra.of(
+            candidate.power_x.mean(axis=0),
+            power_y.mean(axis=0),
+            cross_each.mean(axis=0),
+            candidate.cycles * rate,
+        ).coherence
+        if best is None or coherence > best[0]:
+            best = (coherence, line, agreeing, candidate)
+    if best is None:
+        raise AlignmentError(
+            "The recording overlaps the input for less than two analysis segments "
+            f"({segment} samples each): too little to align."
+        )
+    _, line, agreeing, segments = best
+    count = len(segments.starts)
+
+    # 3. The ML-weighted fine fit along it.
+    frequencies_hz = segments.cycles * rate
+    groups = np.array_split(np.arange(count), min(FINE_WINDOWS if drift else 1, count))
+    centres = np.array([float(np.mean(segments.starts[g])) + segment / 2 for g in groups])
+    sizes = np.array([len(g) for g in groups], dtype=np.float64)
+
+    def spectra(members: np.ndarray, cross_each: np.ndarray, power_y: np.ndarray) -> _Spectra:
+        return _Spectra.of(
+            segments.power_x[members].mean(axis=0),
+            power_y[members].mean(axis=0),
+            cross_each[members].mean(axis=0),
+            frequencies_hz,
+        )
+
+    # The coarse line can be a dozen samples and as many ppm off, which would smear spectra
+    # averaged over the whole file: first each window is placed on its own (the envelope of
+    # its ML-weighted correlation, with its own coherence).
+    cross_each, power_y = segments.cross(line)
+    delays = []
+    for group, centre in zip(groups, centres, strict=True):
+        own = spectra(group, cross_each, power_y)
+        delays.append(float(line.at(centre)) + own.envelope_centre(segment, 0.0, reach))
+    line = _robust_line(centres, np.array(delays), sizes, drift)
+
+    whole = spectra(np.arange(count), cross_each, power_y)
+    for iteration in range(max_iterations):
+        cross_each, power_y = segments.cross(line)
+        whole = spectra(np.arange(count), cross_each, power_y)
+        # The delay: the centre of the envelope of the ML-weighted correlation of all segments.
+        # Its carrier has lobes a few samples apart, and through a resonant or dispersive
+        # device two can stand almost equally high, so that noise would pick one; the
+        # envelope has one smooth hump.
+        delay = whole.envelope_centre(segment, 0.0, 3.0)
+        # Each window's delay against a reference's: the device's own phase cancels in the
+        # difference, which leaves a clean correlation with one main lobe to read the drift.
+        # The reference is all segments' average once the line is close; before that, a
+        # line a few ppm off smears that average, and the window read most precisely serves.
+        # Each window weighs by the precision of a delay read from phases (the Cramér-Rao
+        # bound: Σ f²·SNR(f), with SNR = segments·γ²/(1 - γ²) from its own coherence).
+        means = [cross_each[group][:, whole.bins].mean(axis=0) for group in groups]
+        precision = []
+        for group in groups:
+            own = spectra(group, cross_each, power_y)
+            precision.append(len(group) * float(np.dot(own.snr, own.bins.astype(np.float64) ** 2)))
+        sizes = np.maximum(np.array(precision), 1e-30)
+        if iteration == 0:
+            reference = _unit(means[int(np.argmax(sizes))])
+            search = reach
+        else:
+            reference, search = whole.phase, 3.0
+        offsets = np.array(
+            [
+                _correlation_peak(
+                    _unit(mean) * np.conj(reference),
+                    whole.psi,
+                    whole.bins,
+                    segment,
+                    search,
+                    envelope=False,
+                )
+                for mean in means
+            ]
+        )
+        if iteration == 0:
+            offsets -= float(np.average(offsets, weights=sizes))
+        delays = np.array([float(line.at(c)) for c in centres]) + delay + offsets
+        new = _robust_line(centres, delays, sizes, drift)
+        converged = (
+            abs(new.intercept - line.intercept) < 0.002 and abs(new.slope - line.slope) * 1e6 < 0.01
+        )
+        line = new
+        if converged:
+            break
+    return CoherentTrack(
+        latency_samples=line.intercept,
+        drift_ppm=line.slope * 1e6,
+        polarity=whole.polarity(segment, delay, POLARITY_REACH_SECONDS * rate),
+        coherence=whole.coherence,
+        coherence_floor=1.0 / count,
+        segments=count,
+        windows=len(groups),
+        agreeing_windows=agreeing,
+        coarse_windows=len(starts),
+    )
+
+
+def _as_float32(x: np.ndarray, name: str) -> np.ndarray:
+    x = np.asarray(x)
+    if x.ndim != 1:
+        raise AlignmentError(f"The {name} must be one channel, shape (frames,); got {x.shape}.")
+    if x.size == 0:
+        raise AlignmentError(f"The {name} is empty: nothing to align.")
+    x = x.astype(np.float32, copy=False)
+    if not np.isfinite(x).all():
+        raise AlignmentError(f"The {name} contains NaN or infinite samples.")
+    return x

@@ -1,0 +1,410 @@
+"""Alignment of recordings made elsewhere: a DI and its reamp through the device (a DAW pair).
+
+There are no sync markers. The device's output is found in the whole signal by its coherent
+part (:mod:`.coherence`): latency, clock drift and polarity, with the band coherence as the
+confidence, so a distorting device is aligned and an unrelated file refused. With a loopback
+(the DI recorded back through a cable in the same pass) the latency splits in two: the
+interface's, from the loopback against the DI (a matched filter: the loopback is a clean
+copy), and the device's, from the output against the loopback (same recorder clock, no drift).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ampcap.errors import AlignmentError, AudioFileError, UsageError
+from ampcap.files import audio_info, read_audio
+
+from .align import (
+    DRIFT_THRESHOLD_SAMPLES,
+    MAX_LATENCY_SECONDS,
+    SILENT_DBFS,
+    ReadPlan,
+    render_aligned,
+)
+from .coherence import (
+    COHERENCE_BAND_HZ,
+    MIN_COHERENCE,
+    MIN_COHERENCE_OVER_FLOOR,
+    CoherentTrack,
+    track_coherent,
+)
+from .delay import MIN_CONFIDENCE_DB, LatencyTrack, track_latency
+from .quality import peak, to_dbfs
+
+#: What the confidence of a pair means, for people reading ``--json``.
+CONFIDENCE_MEANING = (
+    "magnitude-squared coherence between the input and the output read at the measured "
+    f"latency, {COHERENCE_BAND_HZ[0]:.0f} Hz-{COHERENCE_BAND_HZ[1] / 1000:.0f} kHz, weighted by "
+    "the input's power: the share of the output that follows the input linearly where the "
+    "input plays (1: a clean copy; a distorting device keeps 0.15-0.95; an unrelated file "
+    "scores at the floor, about 1 / segments)"
+)
+
+
+@dataclass(frozen=True)
+class FileAlignment:
+    """The alignment of a DI file and its recording through the device (a DAW reamp).
+
+    Attributes
+    ----------
+    latency_samples : float
+        Latency of the output file against the input at input sample 0 (positive: it lags);
+        with a loopback, loopback latency plus device latency.
+    drift_ppm : float
+        Clock drift of the recording against the input (see :mod:`.delay`).
+    drift_corrected : bool
+        Whether the drift was above :data:`DRIFT_THRESHOLD_SAMPLES` over the file and undone.
+    polarity : int
+        +1, or -1 when the device output is inverted (undone in the aligned pair).
+    coherence : float
+        The confidence: band coherence of the output with its input (see
+        :data:`CONFIDENCE_MEANING`); with a loopback, of the output with the loopback.
+    coherence_floor : float
+        What an unrelated recording scores with as many segments.
+    loopback_latency_samples, device_latency_samples : float or None
+        The two parts of the latency, with a loopback file.
+    loopback_confidence_db : float or None
+        Peak-to-sidelobe ratio of the loopback's matched filter, dB (trusted from 10).
+    sample_rate_hz, input_frames, output_frames : int
+    pair_frames : int
+        Frames in the aligned pair: the input's, less what the output does not cover.
+    uncovered_frames : int
+        Input frames past the end of a short output, left out of the pair.
+    trimmed_frames : int
+        Output frames past the end of the input (a render tail), left out.
+    out_path : Path
+        The aligned pair written, ``[input, target]`` float32.
+    notes : tuple of str
+        Plain-language notes on what was done.
+    """
+
+    latency_samples: float
+    drift_ppm: float
+    drift_corrected: bool
+    polarity: int
+    coherence: float
+    coherence_floor: float
+    loopback_latency_samples: float | None
+    device_latency_samples: float | None
+    loopback_confidence_db: float | None
+    sample_rate_hz: int
+    input_frames: int
+    output_frames: int
+    pair_frames: int
+    uncovered_frames: int
+    trimmed_frames: int
+    out_path: Path
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def trusted_from(self) -> float:
+        """The least coherence trusted with this many segments."""
+        return max(MIN_COHERENCE, MIN_COHERENCE_OVER_FLOOR * self.coherence_floor)
+
+    def to_json(self) -> dict[str, Any]:
+        """The ``--json`` document; ``confidence`` says what it measures and what is trusted."""
+        return {
+            "latency_samples": _rounded(self.latency_samples, 5),
+            "drift_ppm": _rounded(self.drift_ppm, 4),
+            "polarity": self.polarity,
+            "confidence": {
+                "measure": "coherence",
+                "value": _rounded(self.coherence, 4),
+                "trusted_from": _rounded(self.trusted_from, 4),
+                "unrelated_floor": _rounded(self.coherence_floor, 4),
+                "meaning": CONFIDENCE_MEANING,
+            },
+            "drift_corrected": self.drift_corrected,
+            "loopback_latency_samples": _rounded(self.loopback_latency_samples, 5),
+            "device_latency_samples": _rounded(self.device_latency_samples, 5),
+            "loopback_confidence_db": _rounded(self.loopback_confidence_db, 2),
+            "sample_rate_hz": self.sample_rate_hz,
+            "input_frames": self.input_frames,
+            "output_frames": self.output_frames,
+            "pair_frames": self.pair_frames,
+            "uncovered_frames": self.uncovered_frames,
+            "trimmed_frames": self.trimmed_frames,
+            "out": str(self.out_path),
+            "notes": list(self.notes),
+        }
+
+
+def _rounded(value: float | None, digits: int) -> float | None:
+    return None if value is None or not math.isfinite(value) else round(float(value), digits)
+
+
+def _read_mono(path: Path, role: str, rate: int | None, reference: Path | None) -> np.ndarray:
+    """A mono file as float32 (frames,), refused with a message naming the file and why."""
+    try:
+        info = audio_info(path)
+    except AudioFileError as exc:
+        raise AlignmentError(f"The {role} file cannot be used: {exc}") from exc
+    if rate is not None and info.sample_rate_hz != rate:
+        raise AlignmentError(
+            f"The {role} file {path} is at {info.sample_rate_hz} Hz but the input {reference} "
+            f"is at {rate} Hz. Export both at the same rate (resampling one changes the "
+            "latency you are measuring), then run `ampcap align` again."
+        )
+    if info.channels != 1:
+        raise AlignmentError(
+            f"The {role} file {path} has {info.channels} channels; ampcap aligns mono files. "
+            "Export the track as mono (a reamped guitar is one channel), then try again."
+        )
+    try:
+        audio, _ = read_audio(path, allow_silence=True)
+    except AudioFileError as exc:
+        raise AlignmentError(f"The {role} file cannot be used: {exc}") from exc
+    samples = audio[:, 0]
+    if to_dbfs(peak(samples)) < SILENT_DBFS:
+        raise AlignmentError(
+            f"The {role} file {path} is silent (peak below {SILENT_DBFS:.0f} dBFS): is it the "
+            "right file, and was the track armed?"
+        )
+    return samples
+
+
+def _loopback_windows(source: np.ndarray, stop: int, rate: int) -> list[tuple[int, int]]:
+    """Two windows with the most energy, in the first and the last 40 % of ``source[:stop]``.
+
+    Windows are 1/5 of that stretch, between 1 and 10 seconds; under 3 seconds one window
+    covers all of it (no drift measured).
+    """
+    frames = min(len(source), stop)
+    if frames < 3 * rate:
+        return [(0, max(frames, 1))]
+    length = int(min(max(frames // 5, rate), 10 * rate))
+    energy = np.concatenate(([0.0], np.cumsum(np.square(source[:frames], dtype=np.float64))))
+    hop = max(length // 4, 1)
+    starts = np.arange(0, frames - length + 1, hop)
+    window_energy = energy[starts + length] - energy[starts]
+    early = starts + length <= int(0.4 * frames) + length // 2
+    late = starts >= int(0.6 * frames) - length // 2
+    chosen = []
+    for mask in (early, late):
+        if mask.any():
+            candidates = starts[mask]
+            chosen.append((int(candidates[np.argmax(window_energy[mask])]), length))
+    return chosen if len(chosen) == 2 else [(0, frames)]
+
+
+def _refined_loopback(
+    source: np.ndarray, loopback: np.ndarray, rate: int, reach: int
+) -> LatencyTrack | None:
+    """The loopback's latency and drift: coherent estimate, then matched-filter refinement."""
+    coarse = _coherent_or_none(source, loopback, rate, reach, drift=True)
+    if coarse is None or not coarse.trusted:
+        return None
+    windows = _loopback_windows(source, len(loopback), rate)
+    try:
+        return track_latency(
+            source,
+            loopback,
+            windows,
+            min_latency_samples=-reach,
+            max_latency_samples=reach,
+            initial=(coarse.latency_samples, coarse.drift_ppm),
+        )
+    except AlignmentError:
+        return None
+
+
+def _unrelated(
+    path: Path, role: str, against: Path, track: CoherentTrack | None, max_latency_seconds: float
+) -> AlignmentError:
+    if track is None:
+        detail = "no part of it overlaps the input within the latency searched"
+    else:
+        trusted = max(MIN_COHERENCE, MIN_COHERENCE_OVER_FLOOR * track.coherence_floor)
+        detail = (
+            f"its coherence with it is {track.coherence:.3f} where {trusted:.2f} is the least "
+            f"trusted (an unrelated file scores about {track.coherence_floor:.3f}; a recording "
+            "through even the most distorting device keeps 0.15 or more)"
+        )
+    return AlignmentError(
+        f"The {role} file {path} does not look like a recording of {against}: {detail}. Check "
+        "you picked the matching files, that both play at the rate their headers say, and that "
+        f"the latency is under {max_latency_seconds:g} s (--max-latency)."
+    )
+
+
+def _coherent_or_none(
+    reference: np.ndarray, recorded: np.ndarray, rate: int, reach: int, drift: bool
+) -> CoherentTrack | None:
+    try:
+        return track_coherent(
+            reference,
+            recorded,
+            rate,
+            min_latency_samples=-reach,
+            max_latency_samples=reach,
+            drift=drift,
+        )
+    except AlignmentError:
+        return None
+
+
+def align_files(
+    input_path: str | os.PathLike[str],
+    output_path: str | os.PathLike[str],
+    loopback_path: str | os.PathLike[str] | None = None,
+    *,
+    out_path: str | os.PathLike[str] | None = None,
+    max_latency_seconds: float = MAX_LATENCY_SECONDS,
+) -> FileAlignment:
+    """Align a recording made elsewhere (DAW reamp) to the DI it was made from.
+
+    Parameters
+    ----------
+    input_path : path-like
+        The DI that was played (mono).
+    output_path : path-like
+        The device's output as recorded (mono, same sample rate). A render tail is left out
+        of the pair; an output that stops early (a bounce of part of the DI) gives a pair as
+        long as the part it covers. Each gets a note.
+    loopback_path : path-like, optional
+        The DI as recorded back through a cable, at the same time as the output (mono, same
+        rate). With it the latency is split into interface and device parts, and the aligned
+        input is the loopback.
+    out_path : path-like, optional
+        Where to write the aligned pair; default ``<output stem>.aligned.wav`` beside the output.
+    max_latency_seconds : float, default 1.0
+        Latencies searched, both signs.
+
+    Returns
+    -------
+    FileAlignment
+
+    Raises
+    ------
+    AlignmentError
+        Mismatched sample rates, multi-channel, truncated or silent files, or an output (or
+        loopback) that is not a recording of the input; each message names the file and why.
+    UsageError
+        ``out_path`` would overwrite one of the given files.
+    """
+    input_path, output_path = Path(input_path), Path(output_path)
+    loopback = Path(loopback_path) if loopback_path is not None else None
+    out = (
+        Path(out_path)
+        if out_path is not None
+        else output_path.with_name(f"{output_path.stem}.aligned.wav")
+    )
+    for given in (input_path, output_path, loopback):
+        if given is not None and out.resolve() == given.resolve():
+            raise UsageError(
+                f"--out {out} would overwrite {given}, one of the recordings being aligned. "
+                "Choose another file name."
+            )
+    source = _read_mono(input_path, "input", None, None)
+    rate = audio_info(input_path).sample_rate_hz
+    recorded = _read_mono(output_path, "output", rate, input_path)
+    recorded_loopback = (
+        _read_mono(loopback, "loopback", rate, input_path) if loopback is not None else None
+    )
+    reach = int(round(max_latency_seconds * rate))
+    notes: list[str] = []
+    loopback_track: LatencyTrack | None = None
+    # The device's output against the DI: latency (interface and device together), drift,
+    # polarity, and the coherence that says it is a recording of this DI at all.
+    track = _coherent_or_none(source, recorded, rate, reach, drift=True)
+    if track is None or not track.trusted:
+        raise _unrelated(output_path, "output", input_path, track, max_latency_seconds)
+    total, polarity = track.latency_samples, track.polarity
+    drift_ppm, step = track.drift_ppm, track.step
+    loopback_track: LatencyTrack | None = None
+    loopback_latency = device_latency = None
+    if loopback is not None and recorded_loopback is not None:
+        # The loopback is a clean copy: found in the music the same way, then refined on it
+        # with a matched filter, through the drift, to a small fraction of a sample.
+        loopback_track = _refined_loopback(source, recorded_loopback, rate, reach)
+        if loopback_track is None or not loopback_track.trusted:
+            detail = (
+                f"its correlation peak stands {loopback_track.confidence_db:.1f} dB above the "
+                f"rest ({MIN_CONFIDENCE_DB:.0f} dB needed)"
+                if loopback_track is not None
+                else "no part of it follows the input"
+            )
+            raise AlignmentError(
+                f"The loopback file {loopback} does not look like a recording of the input "
+                f"{input_path}: {detail}. A loopback is the DI recorded back through a plain "
+                "cable in the same pass; check the files and the patch."
+            )
+        # The interface's part is the loopback's; the device's part is the rest. Drift is the
+        # loopback's: measured on a clean copy, it is the more precise.
+        loopback_latency = loopback_track.latency_samples
+        device_latency = total - loopback_latency
+        drift_ppm, step = loopback_track.drift_ppm, loopback_track.step
+        total = loopback_latency + device_latency
+        if loopback_track.polarity < 0:
+            notes.append("The loopback was recorded inverted; corrected.")
+    coherence, floor = track.coherence, track.coherence_floor
+
+    frames = len(source)
+    drift_shift = abs(drift_ppm) * 1e-6 * frames
+    drift_corrected = drift_shift > DRIFT_THRESHOLD_SAMPLES
+    read_step, mid = (step, 0.0) if drift_corrected else (1.0, drift_ppm * 1e-6 * frames / 2)
+    if polarity < 0:
+        notes.append("The output is inverted against the input (polarity -1); corrected.")
+    # The pair covers the input frames whose output was recorded (and, with a loopback, whose
+    # loopback was): past a recording's end the pair would teach silence for music.
+    covered = [(total + mid, recorded)]
+    if recorded_loopback is not None:
+        covered.append(((loopback_latency or 0.0) + mid, recorded_loopback))
+    pair_frames = frames
+    for offset, signal in covered:
+        last_input = int(math.floor((len(signal) - 1 - offset) / read_step))
+        pair_frames = min(pair_frames, max(last_input + 1, 0))
+    uncovered = frames - pair_frames
+    end_position = total + mid + read_step * (frames - 1)
+    trimmed = max(len(recorded) - (int(math.floor(end_position)) + 1), 0)
+    if uncovered:
+        notes.append(
+            f"The recording stops {uncovered} samples ({uncovered / rate:.2f} s, "
+            f"{100 * uncovered / frames:.0f} % of the input) before the input does: the aligned "
+            f"pair holds the {pair_frames / rate:.2f} s it covers."
+        )
+    if pair_frames < rate // 10:
+        raise AlignmentError(
+            f"The output file {output_path} covers only {pair_frames} samples of the input "
+            f"{input_path} once aligned: too little to use. Is it the whole bounce?"
+        )
+    if trimmed:
+        notes.append(f"The output runs {trimmed} samples past the input (render tail); left out.")
+
+    channels = [recorded_loopback if recorded_loopback is not None else source, recorded]
+    plan = ReadPlan(
+        input_channel=0 if recorded_loopback is not None else None,
+        input_offset_samples=(loopback_latency or 0.0) + mid,
+        input_polarity=loopback_track.polarity if loopback_track is not None else 1,
+        target_channel=1,
+        target_offset_samples=total + mid,
+        target_polarity=polarity,
+        step=read_step,
+    )
+    render_aligned(out, source, channels, plan, rate, frames=pair_frames)
+    return FileAlignment(
+        latency_samples=total,
+        drift_ppm=drift_ppm,
+        drift_corrected=drift_corrected,
+        polarity=polarity,
+        coherence=coherence,
+        coherence_floor=floor,
+        loopback_latency_samples=loopback_latency,
+        device_latency_samples=device_latency,
+        loopback_confidence_db=loopback_track.confidence_db if loopback_track else None,
+        sample_rate_hz=rate,
+        input_frames=frames,
+        output_frames=len(recorded),
+        pair_frames=pair_frames,
+        uncovered_frames=uncovered,
+        trimmed_frames=trimmed,
+        out_path=out,
+        notes=tuple(notes),
+    )
