@@ -221,12 +221,16 @@ def read_audio(
             f"{info.path} is truncated: its header promises {expected} frames from frame {start} "
             f"but only {samples.shape[0]} could be read. Copy or export the file again."
         )
-    if not np.isfinite(samples).all():
+    # A NaN or infinity anywhere makes the float64 sum non-finite (float32 values cannot
+    # overflow it): one pass, no temporary the size of the file.
+    if not np.isfinite(samples.sum(dtype=np.float64)):
         bad = int(np.size(samples) - np.count_nonzero(np.isfinite(samples)))
         raise AudioFileError(
             f"{info.path} contains {bad} NaN or infinite sample(s). Export it again from its source."
         )
-    if not allow_silence and (samples.size == 0 or float(np.max(np.abs(samples))) < 1e-6):
+    if not allow_silence and (
+        samples.size == 0 or max(float(samples.max()), -float(samples.min())) < 1e-6
+    ):
         raise AudioFileError(f"{info.path} is silent (peak below -120 dBFS). Is it the right file?")
     return samples, int(rate)
 

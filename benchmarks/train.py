@@ -74,8 +74,34 @@ def build_virtual(work: Path, log: Path) -> Path:
 
 
 def build_muff(work: Path, log: Path) -> Path:
-    """A session of the Guitarix Big Muff: the virtual rig's program, takes made by lv2apply."""
-    import soundfile as sf
+    """A session of the Guitarix Big Muff on the virtual rig's built-in DI (TONE as the knob)."""
+    from thirdparty import Device
+
+    muff = Device("muff", "fuzz", MUFF_URI, "TONE", 0.0, 1.0, (("VOLUME", 0.5),))
+    return build_plugin(work, log, "muff", muff, MUFF_TONES, "tone")
+
+
+def build_plugin(
+    work: Path,
+    log: Path,
+    key: str,
+    device,
+    positions: tuple[float, ...],
+    knob_name: str,
+    di: Path | None = None,
+    ac_coupled: bool = False,
+) -> Path:
+    """A session of a Guitarix plug-in, one take per position of its control, via lv2apply.
+
+    The virtual rig lays out the program (markers, reference, DI, tail) exactly as for a real
+    take; its takes are then replaced by ``[program, plug-in output]``. With ``di`` the
+    program plays that file instead of the built-in DI. With ``ac_coupled`` the output is
+    high-passed at 20 Hz (second order) as an AC-coupled interface input would, and trimmed
+    once for the session so the loudest take peaks at -3 dBFS (a trim set once, not per take:
+    the settings keep their levels).
+    """
+    from scipy import signal
+    from thirdparty import run_device
 
     from ampcap.files import read_audio, write_audio
     from ampcap.schema.session import (
@@ -88,45 +114,28 @@ def build_muff(work: Path, log: Path) -> Path:
 
     if shutil.which("lv2apply") is None:
         sys.exit("lv2apply is missing: install lilv-utils and guitarix-lv2 (make bench-deps).")
-    session = work / "captures" / "muff"
-    # The virtual rig lays out the program (markers, reference, built-in DI, tail) exactly as
-    # for a real take; its takes are then replaced by the plug-in's output.
-    record_virtual(session, log, "--range", "0:1")
+    session = work / "captures" / key
+    extra = ["--range", "0:1"]
+    if di is not None:
+        extra += ["--di", str(di)]
+    record_virtual(session, log, *extra)
     manifest = load_session(session)
     program, rate = read_audio(session / PROGRAM_NAME, channels=1)
     shutil.rmtree(session / "takes")
     (session / "takes").mkdir()
-    knob = Knob("tone", 0.0, 1.0)
+    outputs = [run_device(device, p, program[:, 0], rate) for p in positions]
+    if ac_coupled:
+        sos = signal.butter(2, 20.0, "highpass", fs=rate, output="sos")
+        outputs = [signal.sosfilt(sos, y) for y in outputs]
+        trim = 10 ** (-3 / 20) / max(float(np.max(np.abs(y))) for y in outputs)
+        outputs = [y * trim for y in outputs]
     takes = []
-    with tempfile.TemporaryDirectory() as tmp:
-        source = Path(tmp) / "program.wav"
-        sf.write(source, program[:, 0], rate, subtype="FLOAT")
-        for take, tone in zip(manifest.takes, MUFF_TONES, strict=True):
-            out = Path(tmp) / f"muff-{tone}.wav"
-            sh(
-                [
-                    "lv2apply",
-                    "-i",
-                    str(source),
-                    "-o",
-                    str(out),
-                    "-c",
-                    "TONE",
-                    f"{tone}",
-                    "-c",
-                    "VOLUME",
-                    "0.5",
-                    MUFF_URI,
-                ],
-                log,
-            )
-            device, _ = read_audio(out)
-            pair = np.stack([program[:, 0], device[: program.shape[0], 0]], axis=1)
-            knobs = {"tone": tone}
-            write_audio(session / take_file_name(knobs), pair, rate)
-            takes.append(
-                replace(take, knobs=knobs, file=take_file_name(knobs), frames=pair.shape[0])
-            )
+    for take, position, output in zip(manifest.takes, positions, outputs, strict=True):
+        pair = np.stack([program[:, 0], output[: program.shape[0]]], axis=1)
+        knobs = {knob_name: position}
+        write_audio(session / take_file_name(knobs), pair, rate)
+        takes.append(replace(take, knobs=knobs, file=take_file_name(knobs), frames=pair.shape[0]))
+    knob = Knob(knob_name, 0.0, 1.0)
     save_session(session, replace(manifest, knobs=(knob,), takes=tuple(takes)))
     sh(AMPCAP + ["align", str(session)], log)
     return session
@@ -151,24 +160,15 @@ def split(session: Path, out: Path, log: Path, holdout: str | None = None) -> Pa
     return out
 
 
-def train(data: Path, out: Path, minutes: float, log: Path) -> dict:
+def train(data: Path, out: Path, minutes: float, log: Path, *extra: str) -> dict:
+    """``ampcap train`` (LSTM32 unless ``extra`` says otherwise) for ``minutes``; its JSON."""
     started = time.perf_counter()
+    hidden = [] if "--hidden" in extra else ["--hidden", "32"]
     document = json.loads(
         sh(
             AMPCAP
-            + [
-                "train",
-                str(data),
-                "--out",
-                str(out),
-                "--hidden",
-                "32",
-                "--minutes",
-                f"{minutes:g}",
-                "--device",
-                "cpu",
-                "--json",
-            ],
+            + ["train", str(data), "--out", str(out), *hidden, "--minutes", f"{minutes:g}"]
+            + ["--device", "cpu", "--json", *extra],
             log,
         )
     )
@@ -320,6 +320,121 @@ def throughput_table() -> str:
     return "\n".join(lines)
 
 
+# --- hard devices -------------------------------------------------------------------------
+
+#: Knob positions of the hard devices: 10 % to 100 % of the control's range.
+HARD_POSITIONS = (0.1, 0.325, 0.55, 0.775, 1.0)
+HARD_DEVICES = {
+    "highgain": "Guitarix metal amp (gxmetal_amp), PREGAIN as the gain knob",
+    "fuzz": "Guitarix Hornet fuzz (gx_hornet), FUZZ as the knob",
+    "clean": "Guitarix studio preamp (gx_studiopre), volume (gain) as the knob",
+}
+#: Runs per hard device: (label, extra `ampcap train` arguments, minutes).
+HARD_RUNS = {
+    "highgain": (
+        ("LSTM32, loss pooled over the batch (DAFx-19)", ("--loss-weighting", "batch"), 15.0),
+        ("LSTM32", (), 5.0),
+        ("LSTM32", (), 15.0),
+        ("LSTM48", ("--hidden", "48"), 15.0),
+        ("LSTM64", ("--hidden", "64"), 15.0),
+        ("LSTM64", ("--hidden", "64"), 60.0),
+    ),
+    "fuzz": (
+        ("LSTM32, loss pooled over the batch (DAFx-19)", ("--loss-weighting", "batch"), 15.0),
+        ("LSTM32", (), 15.0),
+    ),
+    "clean": (
+        ("LSTM32, loss pooled over the batch (DAFx-19)", ("--loss-weighting", "batch"), 15.0),
+        ("LSTM32", (), 15.0),
+    ),
+}
+
+
+def build_hard(work: Path, log: Path, key: str) -> Path:
+    """A session of one hard device at five gains on 60 s of FluidSynth guitar DI."""
+    from thirdparty import DEVICES, Device, realistic_di
+
+    from ampcap.files import write_audio
+
+    di = work / "di" / "guitar.wav"
+    if not di.exists():
+        write_audio(di, realistic_di(60.0, 48000, "guitar", seed=3), 48000)
+    uri = "http://guitarix.sourceforge.net/plugins/gxmetal_amp#metal_amp"
+    device = {
+        "highgain": Device("metalamp", "high-gain amp", uri, "PREGAIN", -20.0, 20.0),
+        "fuzz": DEVICES["hornet"],
+        "clean": DEVICES["studiopre"],
+    }[key]
+    # The knob reads 0-1 over the control's range; positions 0.1-1 map onto it.
+    full = replace(device, low=device.value(0.0), high=device.value(1.0))
+    return build_plugin(work, log, key, full, HARD_POSITIONS, "gain", di=di, ac_coupled=True)
+
+
+def hard_table(key: str, runs: list[tuple[str, float, dict]]) -> str:
+    settings = [row["setting"] for row in runs[0][2]["test"]["settings"]]
+    lines = [
+        f"### {HARD_DEVICES[key]}: 5 settings x 60 s of guitar DI (42 / 9 / 9 s), 48 kHz",
+        "",
+        "| model | budget | epochs | test ESR pooled | "
+        + " | ".join(settings)
+        + " | worst | val ESR at 2 / 5 / 10 / 15 min |",
+        "|---|---:|---:|---:|" + "---:|" * len(settings) + "---:|---|",
+    ]
+    for label, minutes, document in runs:
+        test = document["test"]
+        curve = []
+        for at in (2, 5, 10, 15):
+            seen = [
+                v["val_esr"]
+                for v in document["history"]["validations"]
+                if v["elapsed_s"] <= 60 * at
+            ]
+            curve.append(percent(min(seen)) if seen and at <= minutes else "—")
+        lines.append(
+            f"| {label} | {minutes:g} min | {document['summary']['epochs']} | "
+            f"{percent(test['esr'])} | "
+            + " | ".join(percent(row["esr"]) for row in test["settings"])
+            + f" | {percent(test['esr_worst'])} | {' / '.join(curve)} |"
+        )
+    return "\n".join(lines)
+
+
+def run_hard(work: Path, log: Path, keys: list[str], jobs: int) -> list[str]:
+    """Build each hard device's dataset, then run its training plans ``jobs`` at a time."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    datasets = {}
+    for key in keys:
+        session = build_hard(work, log, key)
+        datasets[key] = split(session, work / "data" / key, log)
+    plans = [
+        (key, index, label, extra, minutes)
+        for key in keys
+        for index, (label, extra, minutes) in enumerate(HARD_RUNS[key])
+    ]
+    # Longest first, so the pool does not end with one long run alone.
+    plans.sort(key=lambda plan: -plan[4])
+
+    def one(plan):
+        key, index, label, extra, minutes = plan
+        print(f"{key}: {label}, {minutes:g} min", file=sys.stderr)
+        out = work / "runs" / f"{key}-{index}"
+        shutil.rmtree(out, ignore_errors=True)
+        document = train(datasets[key], out, minutes, log, *extra)
+        document["history"] = json.loads((out / "metrics.json").read_text())["history"]
+        return plan, document
+
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        results = list(pool.map(one, plans))
+    sections = []
+    for key in keys:
+        runs = sorted(
+            ((p[1], p[2], p[4], d) for p, d in results if p[0] == key), key=lambda r: r[0]
+        )
+        sections.append(hard_table(key, [(label, m, d) for _, label, m, d in runs]))
+    return sections
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--work", type=Path, default=None, help="Working folder (default: temp).")
@@ -332,7 +447,20 @@ def main() -> None:
         default=None,
         help="Training budget without the centre setting (default: the main run's).",
     )
-    parser.add_argument("--only", choices=("virtual", "muff", "throughput"), default=None)
+    parser.add_argument("--only", choices=("virtual", "muff", "hard", "throughput"), default=None)
+    parser.add_argument(
+        "--devices",
+        nargs="+",
+        choices=tuple(HARD_DEVICES),
+        default=list(HARD_DEVICES),
+        help="Hard devices to train (default: all).",
+    )
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        help="Training runs at a time for the hard devices (one thread each).",
+    )
     parser.add_argument("--throughput-child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.throughput_child:
@@ -350,6 +478,10 @@ def main() -> None:
         file=sys.stderr,
     )
     sections = []
+    if args.only in (None, "hard"):
+        sections += run_hard(work, log, args.devices, args.jobs)
+        for section in sections:
+            print(section + "\n", file=sys.stderr)
     plans = []
     if args.only in (None, "virtual"):
         plans.append(

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -63,7 +63,7 @@ from .quality import (
     repeatability_esr,
     to_dbfs,
 )
-from .resample import CHUNK_FRAMES, interpolate_at, interpolate_channels
+from .resample import CHUNK_FRAMES, interpolate_channels
 
 #: Latencies searched around each marker, seconds (interfaces: 2-50 ms; a DAW with big buffers
 #: and plug-in delay compensation can reach a few hundred).
@@ -707,20 +707,9 @@ def render_aligned(
         path.parent.mkdir(parents=True, exist_ok=True)
         # No hash of the samples: nothing reads it, and it costs a few percent of the time.
         with WavStreamWriter(tmp, sample_rate_hz, 2, sha256=False) as writer:
-            for start in range(0, frames, chunk_frames):
-                stop = min(start + chunk_frames, frames)
-                m = np.arange(start, stop, dtype=np.float64)
-                target_at = plan.target_offset_samples + plan.step * m
-                if plan.input_channel is None:
-                    source = np.zeros(stop - start, dtype=np.float32)
-                    part = np.asarray(program[start:stop], dtype=np.float32)
-                    source[: len(part)] = part
-                    target = interpolate_at(channels[plan.target_channel], target_at)
-                else:
-                    source, target = interpolate_channels(
-                        [channels[plan.input_channel], channels[plan.target_channel]],
-                        [plan.input_offset_samples + plan.step * m, target_at],
-                    )
+            for start, stop, source, target in _rendered_chunks(
+                program, channels, plan, frames, chunk_frames
+            ):
                 target = plan.target_polarity * target
                 writer.write(np.column_stack([plan.input_polarity * source, target]))
                 for (first, length), out in zip(keep, kept, strict=True):
@@ -737,6 +726,51 @@ def render_aligned(
         if tmp.exists():
             tmp.unlink()
     return kept
+
+
+def _rendered_chunks(
+    program: np.ndarray,
+    channels: Sequence[np.ndarray],
+    plan: ReadPlan,
+    frames: int,
+    chunk_frames: int,
+) -> Iterator[tuple[int, int, np.ndarray, np.ndarray]]:
+    """``(start, stop, input, target)`` chunks of the aligned pair, before polarity.
+
+    The resampler runs its FFTs for several signals as one batch, which is faster per signal
+    (:func:`.resample.interpolate_channels`). With the loopback as input, a chunk's two
+    channels make the batch; with the program as input (nothing to resample) two chunks of
+    the target do.
+    """
+
+    def positions(offset: float, first: int, last: int) -> np.ndarray:
+        return offset + plan.step * np.arange(first, last, dtype=np.float64)
+
+    if plan.input_channel is not None:
+        for start in range(0, frames, chunk_frames):
+            stop = min(start + chunk_frames, frames)
+            source, target = interpolate_channels(
+                [channels[plan.input_channel], channels[plan.target_channel]],
+                [
+                    positions(plan.input_offset_samples, start, stop),
+                    positions(plan.target_offset_samples, start, stop),
+                ],
+            )
+            yield start, stop, source, target
+        return
+    target_channel = channels[plan.target_channel]
+    for start in range(0, frames, 2 * chunk_frames):
+        bounds = [(a, min(a + chunk_frames, frames)) for a in (start, start + chunk_frames)]
+        bounds = [(a, b) for a, b in bounds if b > a]
+        targets = interpolate_channels(
+            [target_channel] * len(bounds),
+            [positions(plan.target_offset_samples, a, b) for a, b in bounds],
+        )
+        for (a, b), target in zip(bounds, targets, strict=True):
+            source = np.zeros(b - a, dtype=np.float32)
+            part = np.asarray(program[a:b], dtype=np.float32)
+            source[: len(part)] = part
+            yield a, b, source, target
 
 
 def _session_checks(takes: list[AlignedTake]) -> dict[str, Any]:

@@ -173,13 +173,13 @@ def _read_mono(path: Path, role: str, rate: int | None, reference: Path | None) 
 def _loopback_windows(source: np.ndarray, stop: int, rate: int) -> list[tuple[int, int]]:
     """Two windows with the most energy, in the first and the last 40 % of ``source[:stop]``.
 
-    Windows are 1/5 of that stretch, between 1 and 10 seconds; under 3 seconds one window
-    covers all of it (no drift measured).
+    Windows are 1/5 of that stretch, between 1 and 3 seconds (a clean copy needs no more for
+    a peak to a small fraction of a sample); under 3 seconds one window covers all of it.
     """
     frames = min(len(source), stop)
     if frames < 3 * rate:
         return [(0, max(frames, 1))]
-    length = int(min(max(frames // 5, rate), 10 * rate))
+    length = int(min(max(frames // 5, rate), 3 * rate))
     energy = np.concatenate(([0.0], np.cumsum(np.square(source[:frames], dtype=np.float64))))
     hop = max(length // 4, 1)
     starts = np.arange(0, frames - length + 1, hop)

@@ -90,7 +90,8 @@ def test_align_files_json(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     document = json.loads(result.stdout)
-    assert document["latency_samples"] == pytest.approx(64.5 + own.latency_samples, abs=0.1)
+    # Four seconds of DI through a distorting amp: a quarter of a sample.
+    assert document["latency_samples"] == pytest.approx(64.5 + own.latency_samples, abs=0.25)
     assert document["polarity"] == -1
     assert isinstance(document["drift_ppm"], float)
     assert document["confidence"]["value"] > document["confidence"]["trusted_from"]

@@ -60,6 +60,23 @@ def test_esr_dc_loss_pools_energy_over_the_batch_and_dc_per_segment():
     assert float(esr_dc_loss(output, target)) == pytest.approx(0.2, rel=1e-5)
 
 
+def test_setting_weighted_loss_counts_a_quiet_setting_like_a_loud_one():
+    # The same two segments, each divided by its own setting's mean energy per sample:
+    #   loud:  error 0                    -> 0
+    #   quiet: error 2.445 / 3 samples    -> 0.815 per sample, over its energy 0.815 -> 1
+    #   loss = mean(0, 1) = 0.5, where the pooled loss above gave the quiet miss 0.2.
+    base = torch.tensor([1.0, 0.0, -1.0, 0.0]).view(1, 4, 1)
+    target = torch.cat([2 * base, base])
+    output = torch.cat([2 * base, torch.zeros_like(base)])
+    energy = torch.tensor([[4 * 2.445 / 3, 2.0], [2.445 / 3, 0.5]])
+    assert float(esr_dc_loss(output, target, energy=energy)) == pytest.approx(0.5, rel=1e-5)
+    # Swap the misses: the loud setting wrong, the quiet one right. Same loss, where the pooled
+    # loss would say 0.8: no setting counts more for being louder.
+    output = torch.cat([torch.zeros_like(base), base])
+    assert float(esr_dc_loss(output, target, energy=energy)) == pytest.approx(0.5, rel=1e-5)
+    assert float(esr_dc_loss(output, target)) == pytest.approx(0.8, rel=1e-5)
+
+
 def test_plain_esr_hand_computed_and_perfect_model_is_zero():
     # sum((y - ŷ)²) / sum(y²) = (0.5² + 0.5²) / (1 + 1) = 0.25
     assert esr(np.array([1.0, -1.0]), np.array([0.5, -0.5])) == pytest.approx(0.25)

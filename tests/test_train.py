@@ -13,7 +13,14 @@ from ampcap.errors import TrainingError
 from ampcap.schema.run import load_run
 from ampcap.train import loop as loop_module
 from ampcap.train.checkpoint import load_checkpoint, load_model
-from ampcap.train.data import epoch_batches, load_training_data, segment_starts
+from ampcap.train.data import (
+    BatchMaker,
+    epoch_batches,
+    load_training_data,
+    segment_starts,
+    setting_energies,
+    setting_key,
+)
 from ampcap.train.evaluate import predict_split, validation_scores
 from ampcap.train.loop import TrainConfig, train_run, train_segments
 from ampcap.train.loss import esr
@@ -102,7 +109,9 @@ def test_tbptt_carries_state_within_a_segment_and_resets_between_batches():
 def test_a_tiny_training_run_lowers_the_validation_loss(tmp_path, dataset):
     torch.manual_seed(0)
     untrained = build_model(make_config("lstm", 2, 8))
-    before, _ = validation_scores(predict_split(untrained, dataset.splits["val"], 1000))
+    before, _ = validation_scores(
+        predict_split(untrained, dataset.splits["val"], 1000), balance=True
+    )
     outcome = train_run(
         dataset, tmp_path / "run", make_config("lstm", 2, 8), TrainConfig(epochs=6, **FAST)
     )
@@ -118,6 +127,31 @@ def test_a_tiny_training_run_lowers_the_validation_loss(tmp_path, dataset):
     best = load_checkpoint(tmp_path / "run" / "model.pt")
     assert best["epoch"] == outcome.best_epoch
     assert best["dataset"]["manifest_sha256"] == dataset.manifest_sha256
+
+
+def test_each_setting_weighs_alike_in_the_batches_and_the_validation(dataset):
+    split = dataset.splits["train"]
+    energies = setting_energies(split)
+    assert set(energies) == {"tone=0", "tone=5", "tone=10"}
+    # Each segment carries its own setting's energies, whatever its neighbours in the batch.
+    maker = BatchMaker(split, 4800, balance=True)
+    starts = segment_starts(split.pieces, 4800)
+    x, y, energy = maker(starts)
+    for row, start in enumerate(starts):
+        piece = next(p for p in split.pieces if p.offset <= start < p.offset + p.length)
+        expected = energies[setting_key(piece.knobs)]
+        np.testing.assert_allclose(energy[row].numpy(), expected, rtol=1e-6)
+    assert BatchMaker(split, 4800)(starts)[2] is None
+    # The balanced validation score is the mean of the settings' own scores.
+    torch.manual_seed(0)
+    outputs = predict_split(build_model(make_config("lstm", 2, 4)), dataset.splits["val"], 1000)
+    per_setting = {}
+    for item in outputs:
+        per_setting.setdefault(setting_key(item.piece.knobs), []).append(item)
+    scores = [validation_scores(items) for items in per_setting.values()]
+    loss, plain = validation_scores(outputs, balance=True)
+    assert loss == pytest.approx(np.mean([s[0] for s in scores]))
+    assert plain == pytest.approx(np.mean([s[1] for s in scores]))
 
 
 def test_resume_gives_the_same_model_as_an_uninterrupted_run(tmp_path, dataset):
@@ -169,9 +203,9 @@ def test_a_nan_loss_stops_with_a_message_and_keeps_the_last_good_checkpoint(
     real_loss = loop_module.esr_dc_loss
     calls = {"n": 0}
 
-    def poisoned(output, target):
+    def poisoned(output, target, **kwargs):
         calls["n"] += 1
-        value = real_loss(output, target)
+        value = real_loss(output, target, **kwargs)
         # Epoch 3's first update (two epochs of 18 updates each have passed).
         return value * math.nan if calls["n"] > 36 else value
 

@@ -155,24 +155,60 @@ def epoch_batches(
     return [starts[i : i + batch_size] for i in range(0, starts.size, batch_size)]
 
 
+def setting_energies(split: SplitData, coefficient: float = 0.85) -> dict[str, tuple[float, float]]:
+    """Mean energy per sample of the target at each knob setting of ``split``.
+
+    Returns ``{setting_key: (pre-emphasised energy, plain energy)}`` over the split's pieces
+    (held-out ones included), the pre-emphasis ``y[n] - coefficient·y[n-1]`` inside each piece.
+    """
+    sums: dict[str, list[float]] = {}
+    for piece in split.pieces:
+        y = split.target[piece.offset : piece.offset + piece.length].astype(np.float64)
+        if len(y) < 2:
+            continue
+        emphasised = y[1:] - coefficient * y[:-1]
+        entry = sums.setdefault(setting_key(piece.knobs), [0.0, 0.0, 0.0, 0.0])
+        entry[0] += float(np.dot(emphasised, emphasised))
+        entry[1] += len(emphasised)
+        entry[2] += float(np.dot(y, y))
+        entry[3] += len(y)
+    return {key: (e[0] / e[1], e[2] / e[3]) for key, e in sums.items()}
+
+
 class BatchMaker:
     """Gathers segments of a split into ``(batch, time, channels)`` tensors.
 
     The split's audio is held once as a tensor of frames ``[audio, knobs..., target]``; a batch
-    is one indexed gather into it, with no per-segment Python copies.
+    is one indexed gather into it, with no per-segment Python copies. With ``balance`` each
+    batch also carries, per segment, the mean energies of its knob setting
+    (:func:`setting_energies`), by which the loss weighs every setting alike.
     """
 
-    def __init__(self, split: SplitData, segment_samples: int) -> None:
-        frames = np.concatenate([split.input, split.target[:, None]], axis=1)
+    def __init__(self, split: SplitData, segment_samples: int, balance: bool = False) -> None:
+        columns = [split.input, split.target[:, None]]
+        if balance:
+            energies = setting_energies(split)
+            per_frame = np.zeros((len(split.target), 2), dtype=np.float32)
+            for piece in split.pieces:
+                key = setting_key(piece.knobs)
+                per_frame[piece.offset : piece.offset + piece.length] = energies.get(key, (1, 1))
+            columns.append(per_frame)
+        frames = np.concatenate(columns, axis=1)
         self.frames = torch.from_numpy(np.ascontiguousarray(frames, dtype=np.float32))
         self.offsets = torch.arange(segment_samples, dtype=torch.int64)
         self.input_size = split.input.shape[1]
+        self.balance = balance
 
-    def __call__(self, starts: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(x (batch, time, input_size), y (batch, time, 1))`` for the given segment starts."""
+    def __call__(
+        self, starts: np.ndarray
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """``(x (batch, time, input_size), y (batch, time, 1), energy (batch, 2) or None)``
+        for the given segment starts."""
         index = torch.from_numpy(np.asarray(starts, dtype=np.int64))[:, None] + self.offsets
         batch = self.frames[index]
-        return batch[..., : self.input_size], batch[..., self.input_size :]
+        n = self.input_size
+        energy = batch[:, 0, n + 1 : n + 3] if self.balance else None
+        return batch[..., :n], batch[..., n : n + 1], energy
 
 
 @dataclass(frozen=True)

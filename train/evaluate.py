@@ -72,13 +72,21 @@ def predict_split(
     return results
 
 
-def validation_scores(outputs: list[PieceOutput]) -> tuple[float, float]:
-    """``(loss, plain ESR)`` over pieces, pooled as in training.
+def validation_scores(outputs: list[PieceOutput], balance: bool = False) -> tuple[float, float]:
+    """``(loss, plain ESR)`` over pieces, weighted as in training.
 
     The loss is the training loss (pre-emphasised ESR + DC, :func:`ampcap.train.loss.esr_dc_loss`)
-    with the error and target energies summed over all pieces and the DC term averaged over
-    pieces; the pre-emphasis filter never spans two pieces.
+    with the error and target energies summed over the pieces and the DC term averaged over
+    pieces; the pre-emphasis filter never spans two pieces. With ``balance`` both are computed
+    per knob setting and averaged over the settings, so that a quiet setting weighs as much in
+    choosing the best model as it did in training.
     """
+    if balance:
+        by_setting: dict[str, list[PieceOutput]] = {}
+        for item in outputs:
+            by_setting.setdefault(setting_key(item.piece.knobs), []).append(item)
+        scores = [validation_scores(items) for items in by_setting.values()]
+        return float(np.mean([s[0] for s in scores])), float(np.mean([s[1] for s in scores]))
     err_pre = tgt_pre = err = tgt = 0.0
     dc_terms = []
     energy = []

@@ -59,6 +59,9 @@ from ampcap.train.loss import esr_dc_loss
 from ampcap.train.model import ModelConfig, build_model, detach_state
 
 SCHEDULES = ("constant", "cosine")
+#: How the loss weighs knob settings: "batch" pools energy over the batch (DAFx-19), "setting"
+#: divides each segment's error by its own setting's energy.
+LOSS_WEIGHTINGS = ("setting", "batch")
 
 
 @dataclass(frozen=True)
@@ -99,6 +102,11 @@ class TrainConfig:
         Clip the gradient's global norm to this (0: no clipping).
     validate_every : int
         Epochs between validations (DAFx-19: 2).
+    loss_weighting : {"setting", "batch"}
+        ``batch`` is DAFx-19's loss, the ESR pooled over each mini-batch, where a quiet knob
+        setting hardly counts. ``setting`` divides each segment's error by the mean energy of
+        its own setting, so every setting weighs the same in training and in the validation
+        that picks the best model.
     """
 
     epochs: int = 200
@@ -116,6 +124,7 @@ class TrainConfig:
     final_lr_fraction: float = 0.05
     grad_clip: float = 1.0
     validate_every: int = 2
+    loss_weighting: str = "setting"
 
     def __post_init__(self) -> None:
         if self.epochs < 1:
@@ -124,6 +133,11 @@ class TrainConfig:
             raise TrainingError(f"--minutes must be positive, not {self.minutes}.")
         if self.patience_epochs < 1:
             raise TrainingError(f"--patience must be at least 1 epoch, not {self.patience_epochs}.")
+        if self.loss_weighting not in LOSS_WEIGHTINGS:
+            raise TrainingError(
+                f"Unknown loss weighting {self.loss_weighting!r}; use one of "
+                f"{', '.join(LOSS_WEIGHTINGS)}."
+            )
         if self.schedule not in SCHEDULES:
             raise TrainingError(
                 f"Unknown schedule {self.schedule!r}; use one of {', '.join(SCHEDULES)}."
@@ -142,6 +156,8 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
         known = {f.name for f in fields(cls)}
+        # Runs written before the loss could weigh settings were trained with the pooled one.
+        data = {"loss_weighting": "batch", **data}
         return cls(**{k: v for k, v in data.items() if k in known})
 
 
@@ -251,6 +267,7 @@ def train_segments(
     x: torch.Tensor,
     y: torch.Tensor,
     config: TrainConfig,
+    energy: torch.Tensor | None = None,
 ) -> tuple[float, int]:
     """One mini-batch of the recipe: warm-up, then an update every ``tbptt_samples``.
 
@@ -258,6 +275,9 @@ def train_segments(
     ----------
     x : torch.Tensor, (batch, time, input_size)
     y : torch.Tensor, (batch, time, 1)
+    energy : torch.Tensor, (batch, 2), optional
+        Each segment's setting energies, for a setting-weighted loss (see
+        :func:`ampcap.train.loss.esr_dc_loss`).
 
     Returns
     -------
@@ -282,7 +302,7 @@ def train_segments(
         if stop - start < 2:
             break
         output, state = model(x[:, start:stop], state)
-        loss = esr_dc_loss(output, y[:, start:stop])
+        loss = esr_dc_loss(output, y[:, start:stop], energy=energy)
         if not torch.isfinite(loss):
             raise _Diverged(float(loss.detach()))
         optimizer.zero_grad(set_to_none=True)
@@ -408,7 +428,8 @@ def train_run(
     run.folder.mkdir(parents=True, exist_ok=True)
     save_run(run.folder, manifest)
 
-    batches_of = BatchMaker(train_split, segment)
+    balance = config.loss_weighting == "setting"
+    batches_of = BatchMaker(train_split, segment, balance=balance)
     history = state["history"]
     started = time.perf_counter()
     deadline = started + 60.0 * config.minutes if config.minutes else math.inf
@@ -440,7 +461,7 @@ def train_run(
         outputs = predict_split(
             model, val_split, config.warmup_samples, device, include_heldout=False
         )
-        val_loss, val_esr = validation_scores(outputs)
+        val_loss, val_esr = validation_scores(outputs, balance=balance)
         improved = val_loss < state["best_val_loss"]
         if improved:
             state.update(best_val_loss=val_loss, best_val_esr=val_esr, best_epoch=epoch)
@@ -491,9 +512,16 @@ def train_run(
                 lr = learning_rate_at(config, epoch + index / len(batches), horizon)
                 for group in optimizer.param_groups:
                     group["lr"] = lr
-                x, y = batches_of(starts)
+                x, y, energy = batches_of(starts)
                 t0 = time.perf_counter()
-                loss, updates = train_segments(model, optimizer, x.to(device), y.to(device), config)
+                loss, updates = train_segments(
+                    model,
+                    optimizer,
+                    x.to(device),
+                    y.to(device),
+                    config,
+                    None if energy is None else energy.to(device),
+                )
                 dt = time.perf_counter() - t0
                 train_seconds += dt
                 state["elapsed_s"] += dt

@@ -39,18 +39,32 @@ def pre_emphasis(x: torch.Tensor, coefficient: float = PRE_EMPHASIS, dim: int = 
 
 
 def esr_dc_loss(
-    output: torch.Tensor, target: torch.Tensor, coefficient: float = PRE_EMPHASIS
+    output: torch.Tensor,
+    target: torch.Tensor,
+    coefficient: float = PRE_EMPHASIS,
+    energy: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """The training loss: pre-emphasised ESR + DC term (DAFx-19 eqs. (13), (15), (16)).
 
-    ESR is pooled over the whole batch: the squared error summed over every segment and sample,
-    divided by the summed energy of the target. The DC term is each segment's squared mean
-    error, averaged over segments, divided by the target's mean energy.
+    Without ``energy``, as in DAFx-19: ESR is pooled over the whole batch, the squared error
+    summed over every segment and sample divided by the summed energy of the target; the DC
+    term is each segment's squared mean error, averaged over segments, divided by the target's
+    mean energy. A quiet knob setting then hardly counts: its segments add little energy and
+    little error to the sums.
+
+    With ``energy``, each segment's errors are divided by the mean energy of its own knob
+    setting (measured over the training split): every setting weighs the same whatever its
+    level, and the loss is the mean over segments of a per-setting ESR.
 
     Parameters
     ----------
     output, target : torch.Tensor, shape (batch, time, 1)
         Model output and device output for the same samples.
+    coefficient : float, default 0.85
+        Pre-emphasis coefficient.
+    energy : torch.Tensor, shape (batch, 2), optional
+        Per segment, its setting's mean energy per sample: of the pre-emphasised target
+        (column 0, for the ESR) and of the plain target (column 1, for the DC term).
 
     Returns
     -------
@@ -59,8 +73,12 @@ def esr_dc_loss(
     """
     out_p = pre_emphasis(output, coefficient)
     tgt_p = pre_emphasis(target, coefficient)
-    esr = (tgt_p - out_p).pow(2).sum() / (tgt_p.pow(2).sum() + EPS)
-    dc = (target - output).mean(dim=1).pow(2).mean() / (target.pow(2).mean() + EPS)
+    if energy is None:
+        esr = (tgt_p - out_p).pow(2).sum() / (tgt_p.pow(2).sum() + EPS)
+        dc = (target - output).mean(dim=1).pow(2).mean() / (target.pow(2).mean() + EPS)
+        return esr + dc
+    esr = ((tgt_p - out_p).pow(2).mean(dim=(1, 2)) / (energy[:, 0] + EPS)).mean()
+    dc = ((target - output).mean(dim=(1, 2)).pow(2) / (energy[:, 1] + EPS)).mean()
     return esr + dc
 
 

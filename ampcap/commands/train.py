@@ -77,6 +77,14 @@ ARCHS = ("lstm", "gru", "wavenet", "mlp")
     help="Learning-rate schedule: cosine decay over the run (default) or constant.",
 )
 @click.option(
+    "--loss-weighting",
+    type=click.Choice(("setting", "batch")),
+    default=None,
+    help="How knob settings weigh in the loss and the validation: each by its own energy "
+    "(setting, default), or pooled over each batch as in DAFx-19 (batch), where a quiet "
+    "setting hardly counts.",
+)
+@click.option(
     "--device",
     type=click.Choice(("auto", "cpu", "cuda")),
     default="auto",
@@ -111,6 +119,7 @@ def train(
     patience: int | None,
     lr: float | None,
     schedule: str | None,
+    loss_weighting: str | None,
     device: str,
     threads: int | None,
     resume: bool,
@@ -169,6 +178,7 @@ def train(
                 patience_epochs=patience,
                 learning_rate=lr,
                 schedule=schedule,
+                loss_weighting=loss_weighting,
                 threads=threads,
             ),
             # The time budget is this invocation's; a resumed run does not inherit it.
