@@ -1,4 +1,4 @@
-"""Training benchmark: build two datasets from scratch, train LSTM32 on each, print Markdown.
+"""Training benchmark: build datasets from scratch, train on each, print Markdown tables.
 
 1. The virtual amp: ``ampcap record --rig virtual`` (5 ISF settings x 60 s of the built-in DI,
    48 kHz), ``ampcap align``, ``ampcap split``.
@@ -7,6 +7,14 @@
    virtual rig plays. Each output becomes the device channel of a take whose loopback is the
    program itself; ampcap's own alignment finds the plug-in's delay; ``ampcap split`` cuts
    42 / 9 / 9 s per setting (``--val 0.15 --test 0.15``).
+3. Hard devices nobody here wrote (``--only hard``), on 60 s of FluidSynth guitar DI (see
+   ``thirdparty.py``), each at five positions of its gain control from 10 % to 100 %, the
+   output high-passed at 20 Hz as an AC-coupled interface input would and trimmed once per
+   session so the loudest take peaks at -3 dBFS: a high-gain amp (gxmetal_amp, PREGAIN), a
+   fuzz (gx_hornet, FUZZ) and a clean preamp (gx_studiopre, volume). Each is trained with the
+   DAFx-19 loss pooled over the batch and with the setting-weighted loss; the high-gain amp
+   also for 5 minutes, with 48 and 64 units, and with 64 units for 60 minutes. ``--jobs 2``
+   runs two trainings at a time (one thread each).
 
 Every model is trained with the real command (``ampcap train ... --minutes M --json``). For
 each dataset the table gives: seconds per epoch, training samples per second, time to reach a
@@ -19,7 +27,8 @@ Usage::
 
     python benchmarks/train.py [--work DIR] [--muff-minutes 15] [--muff-short-minutes 5]
                                [--virtual-minutes 8] [--heldout-minutes M]
-                               [--only virtual|muff|throughput]
+                               [--only virtual|muff|hard|throughput]
+                               [--devices highgain fuzz clean] [--jobs 2]
 
 ``--only throughput`` prints only the table of where the training speed comes from (each case
 in a fresh process: the allocator setting cannot be undone inside one).

@@ -335,8 +335,7 @@ class _Segments:
         self.top = int(min(TOP_FREQUENCY_HZ, 0.45 * rate) * length / rate) + 1
         self.frames = np.lib.stride_tricks.sliding_window_view(y, length)
         spectrum_x = self._spectra(np.lib.stride_tricks.sliding_window_view(x, length), starts)
-        self.power_x = spectrum_x.real**2 + spectrum_x.imag**2  # per segment
-        self.conj_x = np.conj(spectrum_x)
+        self.conj_x = np.conj(spectrum_x, out=spectrum_x)
         self.cycles = (np.arange(self.top) / length).astype(np.float32)  # cycles per sample
 
     @classmethod
@@ -369,6 +368,11 @@ class _Segments:
         if len(starts) > MAX_SEGMENTS:
             starts = starts[np.linspace(0, len(starts) - 1, MAX_SEGMENTS).round().astype(int)]
         return cls(x, y, starts, length, rate)
+
+    def power_x(self, members: np.ndarray | slice = slice(None)) -> np.ndarray:
+        """The reference's mean power per bin over some segments."""
+        spectra = self.conj_x[members]
+        return np.mean(spectra.real**2 + spectra.imag**2, axis=0)
 
     def _spectra(self, frames: np.ndarray, starts: np.ndarray) -> np.ndarray:
         """Spectra (bins below the top) of the Hann-windowed ``frames[starts]``, a batch of
@@ -611,6 +615,7 @@ def track_coherent(
     # Only where the recording can hold the reference: past its end there is nothing to find.
     starts = _energetic_windows(xd, length, COARSE_WINDOWS, len(yd) - low)
     candidates = _coarse_candidates(xd, yd, starts, length, low, high)
+    del yd
     if not candidates:
         raise AlignmentError(
             "The recording has no sound where the input plays, within the latency range searched."
@@ -631,13 +636,15 @@ def track_coherent(
             continue
         cross_each, power_y = candidate.cross(line)
         coherence = _Spectra.of(
-            candidate.power_x.mean(axis=0),
+            candidate.power_x(),
             power_y.mean(axis=0),
             cross_each.mean(axis=0),
             candidate.cycles * rate,
         ).coherence
+        del cross_each, power_y
         if best is None or coherence > best[0]:
             best = (coherence, line, agreeing, candidate)
+        del candidate
     if best is None:
         raise AlignmentError(
             "The recording overlaps the input for less than two analysis segments "
@@ -654,7 +661,7 @@ def track_coherent(
 
     def spectra(members: np.ndarray, cross_each: np.ndarray, power_y: np.ndarray) -> _Spectra:
         return _Spectra.of(
-            segments.power_x[members].mean(axis=0),
+            segments.power_x(members),
             power_y[members].mean(axis=0),
             cross_each[members].mean(axis=0),
             frequencies_hz,
