@@ -6,7 +6,8 @@ PY := $(VENV)/bin/python
 AMPCAP := $(VENV)/bin/ampcap
 # The CPU wheel of exactly this torch is installed first; any other spec pulls CUDA packages.
 TORCH_SPEC := torch==2.13.0
-DEBIAN_PACKAGES := jackd2 libportaudio2 libsndfile1
+# chromium: the browser the report tests drive headless.
+DEBIAN_PACKAGES := jackd2 libportaudio2 libsndfile1 chromium
 # Only the benchmarks need a third-party device under test.
 BENCH_DEBIAN_PACKAGES := guitarix-lv2 lilv-utils
 # glibc keeps freed memory instead of returning it to the kernel on every training step.
@@ -25,7 +26,7 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed
 
-# Debian packages the real-audio tests need, installed without questions where missing.
+# Debian packages the real-audio and browser tests need, installed without questions where missing.
 system-deps:
 	@missing=$$(for p in $(DEBIAN_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
@@ -58,9 +59,10 @@ lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-# system-deps installs JACK and PortAudio, so the real-audio tests must run, not skip.
+# system-deps installs JACK, PortAudio and Chromium, so the real-audio and browser tests must
+# run, not skip.
 test: install system-deps lint
-	AMPCAP_REQUIRE_JACK=1 $(PY) -m pytest
+	AMPCAP_REQUIRE_JACK=1 AMPCAP_REQUIRE_BROWSER=1 $(PY) -m pytest
 
 bench: install bench-deps
 	$(PY) benchmarks/alignment.py

@@ -2,8 +2,10 @@
 
 ``show_run_report(folder)`` prints the run's summary and its test ESR per knob setting (the
 table ``make demo`` ends with) and writes ``runs/<name>/report.html`` with the training curves,
-the per-setting table, and waveform and spectrum overlays of the device (target) and the model
-on test audio. Plots are PNGs made with matplotlib's Agg backend (no display needed).
+the per-setting table, waveform and spectrum overlays of the device (target) and the model on
+test audio, and, for each knob setting, a few seconds of the loudest test audio to listen to:
+the device, the model and their difference. Plots are PNGs made with matplotlib's Agg backend
+(no display needed); clips are Ogg Vorbis files in ``report_audio/`` beside the page.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ REPORT_NAME = "report.html"
 CURVES_PNG = "report_curves.png"
 SETTINGS_PNG = "report_settings.png"
 OVERLAYS_PNG = "report_overlays.png"
+AUDIO_DIR = "report_audio"
 # Excerpt shown in the waveform overlay, ms: a few periods of a low guitar note.
 WAVEFORM_MS = 40.0
 
@@ -193,12 +196,12 @@ def _plot_settings(test: dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
-def _overlay_audio(folder: Path, run: Any) -> list[tuple[str, np.ndarray, np.ndarray]] | str:
-    """One test piece per setting: ``(label, target, model output)``, or why there are none."""
+def _test_outputs(folder: Path, run: Any) -> list[Any] | str:
+    """The best model's output on every test piece (``PieceOutput``), or why there is none."""
     from ampcap.errors import AmpcapError
     from ampcap.schema.dataset import load_dataset
     from ampcap.train.checkpoint import load_model
-    from ampcap.train.data import load_split, setting_key
+    from ampcap.train.data import load_split
     from ampcap.train.evaluate import predict_split
 
     try:
@@ -207,19 +210,67 @@ def _overlay_audio(folder: Path, run: Any) -> list[tuple[str, np.ndarray, np.nda
         split = load_split(dataset_folder, manifest, "test")
         model, _ = load_model(folder / BEST_MODEL)
     except AmpcapError as exc:
-        return f"No overlays: {exc}"
+        return f"No overlays or audio: {exc}"
     import torch
 
     # A small recurrent model runs fastest on one thread; a second one only spin-waits.
     torch.set_num_threads(1)
     warmup = int(run.train_config.get("warmup_samples", 1000))
-    outputs = predict_split(model, split, warmup)
+    return predict_split(model, split, warmup)
+
+
+def _overlay_audio(outputs: list[Any]) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """One test piece per setting: ``(label, target, model output)``."""
+    from ampcap.train.data import setting_key
+
     chosen: dict[str, Any] = {}
     for item in outputs:
-        label = setting_key(item.piece.knobs)
         # The first piece of each setting is the same time block at every setting.
-        chosen.setdefault(label, item)
+        chosen.setdefault(setting_key(item.piece.knobs), item)
     return [(label, item.target, item.output) for label, item in chosen.items()]
+
+
+def _write_clips(
+    outputs: list[Any], sample_rate_hz: int, folder: Path
+) -> list[tuple[str, bool, dict[str, str]]]:
+    """Per setting, the loudest :data:`CLIP_SECONDS` of its test audio as three clips.
+
+    Returns ``(setting label, held out, {"device" | "model" | "difference": relative path})``
+    in the test table's order: trained settings, then held-out ones.
+    """
+    from ampcap.report_audio import CLIP_SECONDS, common_gain, loudest_window, write_clip
+    from ampcap.train.data import setting_key
+
+    frames = int(CLIP_SECONDS * sample_rate_hz)
+    best: dict[str, tuple[float, Any, int]] = {}
+    for item in outputs:
+        label = setting_key(item.piece.knobs)
+        start = loudest_window(item.target, frames)
+        stop = min(start + frames, item.target.size)
+        energy = float(np.sum(item.target[start:stop].astype(np.float64) ** 2))
+        if label not in best or energy > best[label][0]:
+            best[label] = (energy, item, start)
+    chosen = []
+    for label, (_, item, start) in best.items():
+        target = item.target[start : start + frames]
+        output = item.output[start : start + frames]
+        chosen.append((label, bool(item.piece.heldout), target, output, target - output))
+    chosen.sort(key=lambda c: c[1])
+    # One gain for every clip, so that settings and the error compare by ear.
+    gain = common_gain([clip for c in chosen for clip in c[2:]])
+    out_dir = folder / AUDIO_DIR
+    if out_dir.exists():
+        for old in out_dir.glob("*.ogg"):
+            old.unlink()
+    clips = []
+    for label, heldout, *signals in chosen:
+        stem = label.replace(", ", ",").replace(" ", "_")
+        paths = {}
+        for kind, signal in zip(("device", "model", "difference"), signals, strict=True):
+            write_clip(out_dir / f"{stem}-{kind}.ogg", signal, sample_rate_hz, gain)
+            paths[kind] = f"{AUDIO_DIR}/{stem}-{kind}.ogg"
+        clips.append((label, heldout, paths))
+    return clips
 
 
 def _plot_overlays(
@@ -270,24 +321,58 @@ def write_run_report(folder: str | Path) -> Path:
     _plot_curves(history, folder / CURVES_PNG)
     images = [("Training curves", CURVES_PNG)]
     note = ""
+    clips: list[tuple[str, bool, dict[str, str]]] = []
     if test:
         _plot_settings(test, folder / SETTINGS_PNG)
         images.append(("Test ESR per knob setting", SETTINGS_PNG))
-        pieces = _overlay_audio(folder, run)
-        if isinstance(pieces, str):
-            note = pieces
+        outputs = _test_outputs(folder, run)
+        if isinstance(outputs, str):
+            note = outputs
         else:
-            _plot_overlays(pieces, run.sample_rate_hz, folder / OVERLAYS_PNG)
+            _plot_overlays(_overlay_audio(outputs), run.sample_rate_hz, folder / OVERLAYS_PNG)
             images.append(("Device vs model on test audio", OVERLAYS_PNG))
-    page = _html(folder, run, test, images, note)
+            clips = _write_clips(outputs, run.sample_rate_hz, folder)
+    page = _html(folder, run, test, images, note, clips)
     from ampcap.files import atomic_write_bytes
 
     atomic_write_bytes(folder / REPORT_NAME, page.encode("utf-8"))
     return folder / REPORT_NAME
 
 
+def _listening_table(clips: list[tuple[str, bool, dict[str, str]]]) -> str:
+    """The "Listen" section: one row per setting, device / model / difference players."""
+    from ampcap.report_audio import CLIP_SECONDS, audio_tag
+
+    if not clips:
+        return ""
+    esc = html.escape
+    rows = "".join(
+        f"<tr><td>{esc(label)}{' <b>(held out)</b>' if heldout else ''}</td>"
+        + "".join(
+            f"<td>{audio_tag(paths[kind], f'{label}: {kind}')}</td>"
+            for kind in ("device", "model", "difference")
+        )
+        + "</tr>"
+        for label, heldout, paths in clips
+    )
+    return (
+        "<h2>Listen: device, model and their difference</h2>"
+        f"<p>For each knob setting, the loudest {CLIP_SECONDS:g} s of its test audio (never "
+        "heard in training), as the device played it, as the model plays it, and the "
+        "difference (device minus model) at its real level: the quieter the difference, the "
+        "closer the capture. Held-out settings were not trained on at all.</p>"
+        "<div class='wide'><table><tr><th>setting</th><th>device</th><th>model</th>"
+        f"<th>difference</th></tr>{rows}</table></div>"
+    )
+
+
 def _html(
-    folder: Path, run: Any, test: dict[str, Any] | None, images: list[tuple[str, str]], note: str
+    folder: Path,
+    run: Any,
+    test: dict[str, Any] | None,
+    images: list[tuple[str, str]],
+    note: str,
+    clips: list[tuple[str, bool, dict[str, str]]] = (),
 ) -> str:
     esc = html.escape
     config = run.model_config
@@ -317,13 +402,18 @@ def _html(
         for k, v in {**config, **run.train_config}.items()
     )
     figures = "".join(
-        f"<h2>{esc(title)}</h2><img src='{esc(name)}' alt='{esc(title)}'>" for title, name in images
+        f"<h2>{esc(title)}</h2><img src='{esc(name)}' alt='{esc(title)}'>"
+        + (_listening_table(clips) if name == OVERLAYS_PNG else "")
+        for title, name in images
     )
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>ampcap run {esc(folder.name)}</title>
+<meta name="viewport" content="width=device-width, initial-scale=1">
 <style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}}
 table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #ccc;padding:.3em .7em;
-text-align:right}}td:first-child,th:first-child{{text-align:left}}img{{max-width:100%}}</style>
+text-align:right}}td:first-child,th:first-child{{text-align:left}}img{{max-width:100%}}
+.wide{{overflow-x:auto;max-width:100%}}audio{{width:16em;max-width:100%}}
+code{{overflow-wrap:anywhere}}h1{{overflow-wrap:anywhere}}</style>
 </head><body>
 <h1>Training run {esc(str(folder))}</h1>
 <p>Status: <b>{esc(run.status)}</b>{(" — " + esc(run.message)) if run.message else ""}.
@@ -332,12 +422,13 @@ Dataset: <code>{esc(run.dataset_path)}</code> (manifest {esc(run.dataset_manifes
 model on unheard test audio, the first {run.train_config.get("warmup_samples", 1000)} samples
 of each piece unscored (the model's warm-up).</p>
 <h2>Test scores per knob setting</h2>
-<table><tr><th>setting</th><th>ESR</th><th>MR-STFT</th><th>loudness Δ</th><th>audio</th></tr>
-{"".join(rows) or "<tr><td colspan=5>not tested yet</td></tr>"}</table>
+<div class="wide"><table><tr><th>setting</th><th>ESR</th><th>MR-STFT</th><th>loudness Δ</th>
+<th>audio</th></tr>
+{"".join(rows) or "<tr><td colspan=5>not tested yet</td></tr>"}</table></div>
 {f"<p>{esc(note)}</p>" if note else ""}
 {figures}
-<h2>Summary</h2><table>{summary}</table>
-<h2>Model and training settings</h2><table>{settings}</table>
+<h2>Summary</h2><div class="wide"><table>{summary}</table></div>
+<h2>Model and training settings</h2><div class="wide"><table>{settings}</table></div>
 </body></html>
 """
 

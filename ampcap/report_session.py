@@ -4,8 +4,10 @@
 run), prints the per-take table and the warnings, and writes ``<session>/report/index.html``
 with PNG plots beside it: the cross-correlation around each latency peak, program / input /
 target overlaid at the start and end markers after alignment, the volume curve across knob
-settings and the spectrum of the device's output per setting. Plots use matplotlib's Agg
-backend and decimated excerpts, so a report takes a few seconds, not minutes.
+settings and the spectrum of the device's output per setting, and a few seconds of each take to
+listen to (the same stretch of the DI at every setting, as Ogg Vorbis files in
+``report/audio/``). Plots use matplotlib's Agg backend and decimated excerpts, so a report takes
+a few seconds, not minutes.
 """
 
 from __future__ import annotations
@@ -31,6 +33,9 @@ XCORR_PNG = "xcorr.png"
 MARKERS_PNG = "markers.png"
 VOLUME_PNG = "volume.png"
 SPECTRA_PNG = "spectra.png"
+AUDIO_DIR = "audio"
+#: DI seconds searched for the loudest stretch to listen to (the same stretch for every take).
+LISTEN_SEARCH_SECONDS = 30.0
 #: Takes drawn in the per-take plots; a session with more shows the first ones and says so.
 MAX_PLOTTED_TAKES = 12
 #: Excerpt of each marker shown after alignment, in samples: a few cycles of the sweep.
@@ -223,9 +228,48 @@ def write_session_report(
                 "Average spectrum of the device's output over the DI section.",
             ),
         }
+    clips = _write_clips(folder, session, program, [t for t in alignment.takes if t.file], rate)
     path = out / REPORT_NAME
-    path.write_text(_html(folder, alignment, document, figures, len(aligned)), encoding="utf-8")
+    page = _html(folder, alignment, document, figures, len(aligned), clips)
+    path.write_text(page, encoding="utf-8")
     return path
+
+
+def _write_clips(
+    folder: Path,
+    session: SessionManifest,
+    program: np.ndarray,
+    takes: list[AlignedTake],
+    rate: int,
+) -> list[tuple[str, str]]:
+    """The DI and every aligned take's device output over the same few seconds, as clips.
+
+    The stretch is the loudest :data:`~ampcap.report_audio.CLIP_SECONDS` of the program's DI
+    within its first :data:`LISTEN_SEARCH_SECONDS`, so the takes differ only by the setting.
+    Returns ``(label, path relative to the report)`` pairs, the DI first.
+    """
+    from ampcap.report_audio import CLIP_SECONDS, common_gain, loudest_window, write_clip
+
+    if not takes:
+        return []
+    di = session.program.section("di")
+    searched = program[di.start : di.start + min(di.length, int(LISTEN_SEARCH_SECONDS * rate))]
+    frames = min(int(CLIP_SECONDS * rate), searched.size)
+    start = di.start + loudest_window(searched, frames)
+    signals = [("DI (what was played)", "di", program[start : start + frames])]
+    for take in takes:
+        label = _knob_label(take.knobs) or "take"
+        signals.append((label, label, _read_frames(folder / take.file, start, frames)[:, 1]))
+    gain = common_gain([signal for _, _, signal in signals])
+    out_dir = folder / REPORT_DIR / AUDIO_DIR
+    if out_dir.exists():
+        for old in out_dir.glob("*.ogg"):
+            old.unlink()
+    clips = []
+    for label, stem, signal in signals:
+        write_clip(out_dir / f"{stem}.ogg", signal, rate, gain)
+        clips.append((label, f"{AUDIO_DIR}/{stem}.ogg"))
+    return clips
 
 
 def _peak_curve(
@@ -395,7 +439,10 @@ def _html(
     document: dict[str, Any],
     figures: dict[str, tuple[str, str]],
     plotted: int,
+    clips: list[tuple[str, str]] = (),
 ) -> str:
+    from ampcap.report_audio import CLIP_SECONDS, audio_tag
+
     esc = html.escape
     rows = []
     for take in alignment.takes:
@@ -438,6 +485,17 @@ def _html(
             f"alignment; run <code>ampcap align {esc(str(folder))}</code> again.</li>"
         )
     sections = []
+    if clips:
+        players = "".join(
+            f"<tr><td>{esc(label)}</td><td>{audio_tag(path, label)}</td></tr>"
+            for label, path in clips
+        )
+        sections.append(
+            "<h2>Listen to the takes</h2><p>The same "
+            f"{CLIP_SECONDS:g} s of the DI (its loudest stretch) at every setting, as the device "
+            "played it after alignment, at the levels recorded.</p>"
+            f"<div class='wide'><table><tr><th>take</th><th>audio</th></tr>{players}</table></div>"
+        )
     for title, (png, caption) in figures.items():
         sections.append(
             f"<h2>{esc(title)}</h2><p>{esc(caption)}</p><img src='{esc(png)}' alt='{esc(title)}'>"
@@ -467,8 +525,13 @@ def _html(
     )
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>ampcap session {esc(str(folder))}</title>
+<meta name="viewport" content="width=device-width, initial-scale=1">
 <style>
-body {{ font-family: sans-serif; max-width: 1100px; margin: 2em auto; color: #222; }}
+body {{ font-family: sans-serif; max-width: 1100px; margin: 2em auto; padding: 0 1em;
+  color: #222; }}
+.wide {{ overflow-x: auto; max-width: 100%; }}
+h1, code {{ overflow-wrap: anywhere; }}
+audio {{ width: 16em; max-width: 100%; }}
 table {{ border-collapse: collapse; font-size: 0.85em; }}
 td, th {{ border: 1px solid #ccc; padding: 0.2em 0.5em; text-align: right; }}
 td:first-child, td:nth-child(2) {{ text-align: left; }}
@@ -482,8 +545,8 @@ img {{ max-width: 100%; }}
 {checks.get("latency_spread_samples", 0)} samples. Positive latency means the recording lags;
 drift in ppm (positive: the recorder's clock runs fast).</p>
 <h2>Takes</h2>
-<table><tr>{"".join(f"<th>{esc(h)}</th>" for h in header)}</tr>
-{"".join(rows)}</table>
+<div class="wide"><table><tr>{"".join(f"<th>{esc(h)}</th>" for h in header)}</tr>
+{"".join(rows)}</table></div>
 <h2>Warnings and what to do</h2>
 <ul>{"".join(warnings) or '<li class="ok">No warnings: every take looks healthy.</li>'}</ul>
 {note}{"".join(sections)}

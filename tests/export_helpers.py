@@ -56,8 +56,15 @@ def guitar_audio(frames: int = 3000, seed: int = 0) -> np.ndarray:
     return (0.8 * out / np.max(np.abs(out))).astype(np.float32)
 
 
-def torch_output(model: torch.nn.Module, audio: np.ndarray, knobs: list[float]) -> np.ndarray:
-    """The model's own forward pass over the whole signal from silence, in float64 numpy."""
+def torch_output(
+    model: torch.nn.Module, audio: np.ndarray, knobs: list[float], silence: int = 0
+) -> np.ndarray:
+    """The model's own forward pass over the whole signal from a zero state, in float64 numpy.
+
+    With ``silence`` the model first runs that many samples of silence (outputs dropped): a
+    ``.nam`` file starts from the state after 48,000 of them, a player warms up on more.
+    """
+    audio = np.concatenate([np.zeros(silence, dtype=np.float32), audio])
     x = np.empty((1, audio.size, 1 + len(knobs)), dtype=np.float32)
     x[0, :, 0] = audio
     for j, value in enumerate(knobs):
@@ -71,7 +78,7 @@ def torch_output(model: torch.nn.Module, audio: np.ndarray, knobs: list[float]) 
             y, _ = model(torch.from_numpy(x))
     finally:
         torch.set_num_threads(threads)
-    return y[0, :, 0].double().numpy()
+    return y[0, silence:, 0].double().numpy()
 
 
 def save_model(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -229,3 +230,22 @@ def test_record_help_has_examples_and_loads_no_torch() -> None:
     assert "ampcap record --rig virtual --knob isf --steps 5" in result.stdout
     imported = {line.split("|")[-1].strip() for line in result.stderr.splitlines()}
     assert "torch" not in imported and "sounddevice" not in imported
+
+
+def test_take_names_are_never_cut_in_an_80_column_terminal(tmp_path: Path) -> None:
+    """With two knobs the take names are the only way to tell the takes apart."""
+    result = subprocess.run(
+        [sys.executable, "-m", "ampcap", "record", "--rig", "virtual"]
+        + ["--knob", "isf", "--knob", "gain", "--steps", "2", "--range", "gain=2.5:7.5"]
+        + ["--out", str(tmp_path / "s"), "--di-seconds", "2", "--yes"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "COLUMNS": "80"},
+        stdin=subprocess.DEVNULL,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stderr.splitlines()
+    assert max(len(line) for line in lines if "complete" in line) <= 80
+    for name in ("isf=0,gain=2.5", "isf=0,gain=7.5", "isf=10,gain=2.5", "isf=10,gain=7.5"):
+        assert any(line.lstrip().startswith(f"{name} ") for line in lines), result.stderr

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from export_helpers import (
     GAIN,
     ISF,
@@ -39,6 +40,7 @@ from ampcap.train.export import (
 
 TOLERANCE = 1e-5
 AUDIO = guitar_audio(3000)
+NAM_SILENCE = 48_000  # a .nam file starts from the state after this much silence
 
 
 def checkpoint_for(knobs) -> dict:
@@ -57,11 +59,11 @@ def test_nam_folds_the_knob_into_the_bias_at_each_setting(tmp_path: Path, isf: f
     model = make_model("lstm", hidden=8, knobs=1)
     path = tmp_path / "m.nam"
     export_model(model, checkpoint_for([ISF]), "nam", path, {"isf": isf})
-    expected = torch_output(model, AUDIO, [ISF.normalise(isf)])
+    expected = torch_output(model, AUDIO, [ISF.normalise(isf)], silence=NAM_SILENCE)
     got = nam_reference(path, AUDIO)
     assert max_error(got, expected) < TOLERANCE
     # The knob matters for this model: the setting really changed what the file plays.
-    other = torch_output(model, AUDIO, [1.0 - ISF.normalise(isf)])
+    other = torch_output(model, AUDIO, [1.0 - ISF.normalise(isf)], silence=NAM_SILENCE)
     assert max_error(got, other) > 1e-2
 
 
@@ -69,7 +71,7 @@ def test_nam_two_layers_two_knobs(tmp_path: Path) -> None:
     model = make_model("lstm", hidden=6, knobs=2, layers=2, seed=3)
     path = tmp_path / "m.nam"
     export_model(model, checkpoint_for([ISF, GAIN]), "nam", path, {"isf": 7.5, "gain": 2.0})
-    expected = torch_output(model, AUDIO, [0.75, 0.25])
+    expected = torch_output(model, AUDIO, [0.75, 0.25], silence=NAM_SILENCE)
     assert max_error(nam_reference(path, AUDIO), expected) < TOLERANCE
 
 
@@ -96,9 +98,17 @@ def test_nam_file_layout_and_metadata(tmp_path: Path) -> None:
     assert meta["gear_type"] == "amp" and meta["tone_type"] == "hi_gain"
     assert meta["modeled_by"] == "me" and meta["name"] == "HT-1 isf 3.3"
     assert set(meta["date"]) == {"year", "month", "day", "hour", "minute", "second"}
-    # Initial hidden and cell state are zeros (silence before the first sample).
+    # The initial hidden and cell state are the state after 48,000 samples of silence, as NAM's
+    # exporter writes them: not zeros, and a file that starts there plays silence as silence.
     start = 4 * hidden * (1 + hidden) + 4 * hidden
-    assert doc["weights"][start : start + 2 * hidden] == [0.0] * (2 * hidden)
+    initial = np.asarray(doc["weights"][start : start + 2 * hidden])
+    with torch.no_grad():
+        _, (h, c) = model.rec(torch.zeros(1, NAM_SILENCE, 1))
+    np.testing.assert_allclose(initial, torch.cat([h[0, 0], c[0, 0]]).numpy(), atol=1e-6)
+    assert np.max(np.abs(initial)) > 1e-2
+    # NAM's loudness (dB) and gain (0-1) for this setting; checked against NAM's own code in
+    # test_nam_interop.py.
+    assert -60 < meta["loudness"] < 20 and 0.0 <= meta["gain"] <= 1.0
 
 
 @pytest.mark.parametrize(
@@ -118,8 +128,26 @@ def test_proteus_keeps_the_knob_as_an_input(
         expected = torch_output(model, AUDIO, [knob])
         assert max_error(proteus_reference(path, AUDIO, [knob]), expected) < TOLERANCE
     # The warning about the Proteus player's fixed shape appears exactly when it applies.
-    warned = any("hidden size 40 with skip" in w for w in result.warnings)
+    warned = any("hidden size 40 and always adds the input" in w for w in result.warnings)
     assert warned == (hidden != 40 or not skip)
+    # What Proteus does to every conditioned model trained at another rate than 44.1 kHz.
+    assert any("runs every model at 44100 Hz" in w and "8000 Hz" in w for w in result.warnings)
+    assert any("boosts the input 1.5x (+3.5 dB)" in w for w in result.warnings)
+
+
+def test_proteus_warnings_say_what_the_player_does() -> None:
+    from ampcap.train.export import proteus_warnings
+
+    two_knobs = weights_from_model(make_model("lstm", hidden=40, knobs=2, skip=True), ["a", "b"])
+    notes = proteus_warnings(two_knobs, 44100)
+    # At 44.1 kHz with hidden 40 and skip only the knob count and the input boost remain.
+    assert len(notes) == 2
+    assert "wires one knob" in notes[1] and "Fold all knobs but one" in notes[1]
+    one_knob = fold_knobs(two_knobs, {"b": 0.5})
+    assert [n for n in proteus_warnings(one_knob, 44100) if "one knob" in n] == []
+    no_knob = fold_knobs(one_knob, {"a": 0.5})
+    assert proteus_warnings(no_knob, 44100) == []
+    assert "factor 0.919" in proteus_warnings(no_knob, 48000)[0]
 
 
 def test_proteus_with_the_knob_folded(tmp_path: Path) -> None:
@@ -151,8 +179,11 @@ def test_aidax_round_trip(tmp_path: Path, arch: str, skip: bool, layers: int, hi
     for knobs in ([0.0, 1.0], [0.6, 0.3]):
         expected = torch_output(model, AUDIO, knobs)
         assert max_error(aidax_reference(path, AUDIO, knobs), expected) < TOLERANCE
+    # AIDA-X plays at the host's rate, so every file says which rate to set.
+    assert "set the host (or MOD device) to 8000 Hz" in result.warnings[0]
     # 8, 12 and 16 are sizes the players support; only a stack of two layers is warned about.
-    assert [("recurrent layers" in w) for w in result.warnings] == ([True] if layers > 1 else [])
+    others = result.warnings[1:]
+    assert [("recurrent layers" in w) for w in others] == ([True] if layers > 1 else [])
 
 
 def test_aidax_folded_and_unsupported_hidden_size_warns(tmp_path: Path) -> None:
@@ -189,6 +220,8 @@ def test_read_back_builds_the_same_model(tmp_path: Path, fmt: str) -> None:
     rebuilt = model_from_weights(exported.weights)
     if fmt == "nam":
         assert exported.folded_knobs == {"isf": 2.5} and exported.knobs == ()
+        # The warmed-up start state is read back too (rendering starts there).
+        assert len(exported.weights.initial_state) == 1
         got = torch_output(rebuilt, AUDIO, [])
     else:
         assert [k.name for k in exported.knobs] == ["isf"]
@@ -281,7 +314,7 @@ def test_write_exports_one_nam_per_dataset_setting(tmp_path: Path) -> None:
         "demo-proteus.json",
     ]
     assert all(p.parent == run / "exports" for p in paths)
-    expected = torch_output(model, AUDIO, [0.5])
+    expected = torch_output(model, AUDIO, [0.5], silence=NAM_SILENCE)
     assert max_error(nam_reference(run / "exports" / "demo-isf=5.nam", AUDIO), expected) < TOLERANCE
     index = json.loads((run / "exports" / "index.json").read_text())
     assert {f["file"] for f in index["files"]} == set(names)

@@ -37,7 +37,7 @@ def test_export_default_path_and_refusals(
     )
     assert code == 2 and "given twice" in stderr
     code, _, stderr = run_cli(capsys, "export", run_dir, "--format", "proteus")
-    assert code == 0 and "Proteus player assumes an LSTM of hidden size 40" in stderr
+    assert code == 0 and "Proteus builds an LSTM of hidden size 40" in stderr
 
 
 def test_export_json_and_nam_metadata(capsys: pytest.CaptureFixture[str], run_dir: Path) -> None:

@@ -56,10 +56,22 @@ def test_render_checkpoint_writes_what_the_model_plays(
     assert code == 0, stderr
     assert "real time" in stderr and stdout == ""
     model = make_model("lstm", hidden=8, knobs=1, scale=1.0)
-    expected = torch_output(model, read(di), [0.33])
+    # Like a NAM player, the model first plays half a second of silence.
+    expected = torch_output(model, read(di), [0.33], silence=RATE_HZ // 2)
     got = read(out)
     assert got.shape == expected.shape
     assert np.max(np.abs(got - expected)) < TOLERANCE
+    # --warmup 0 starts the input from the zero state, and the start sounds different.
+    cold = tmp_path / "cold.wav"
+    code, _, stderr = run_cli(
+        capsys, "render", run_dir, di, cold, "--knob", "isf=3.3", "--warmup", "0"
+    )
+    assert code == 0, stderr
+    expected_cold = torch_output(model, read(di), [0.33])
+    assert np.max(np.abs(read(cold) - expected_cold)) < TOLERANCE
+    assert np.max(np.abs(expected_cold - expected)) > 1e-2
+    code, _, stderr = run_cli(capsys, "render", run_dir, di, cold, "--warmup", "-1")
+    assert code == 2 and "-1" in stderr
 
 
 def test_render_json_reports_the_speed(

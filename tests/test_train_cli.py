@@ -47,6 +47,8 @@ def test_train_writes_a_run_and_prints_the_per_setting_table(tmp_path, data_dir,
     assert stdout == ""  # results go to stderr unless --json
     for row in ("tone=0", "tone=5", "tone=10", "pooled"):
         assert row in stderr
+    # The progress line says which model its second ESR is of.
+    assert "kept (lowest val loss)" in stderr
     for name in (
         "run.json",
         "model.pt",

@@ -35,13 +35,29 @@ from ampcap.files import atomic_write_json, read_json
 from ampcap.schema.session import Knob
 
 FORMATS = ("nam", "proteus", "aidax")
-NAM_VERSION = "0.5.4"  # 0.5.x: read by every current NAM player; 0.7.0 is refused by older ones
+# NAM's own exporter writes 0.7.0 (neural-amp-modeler 0.13.0). ampcap writes 0.5.4: the LSTM
+# layout is the same in both, and the NAM plugin's latest release (v0.7.13) bundles
+# NeuralAmpModelerCore v0.2.0, whose verify_config_version (NAM/get_dsp.cpp) refuses every version
+# but 0.5.x. Cores from v0.5.0 on read 0.5.0 to 0.7.x.
+NAM_VERSION = "0.5.4"
 NAM_GEAR_TYPES = ("amp", "pedal", "pedal_amp", "amp_cab", "amp_pedal_cab", "preamp", "studio")
 NAM_TONE_TYPES = ("clean", "overdrive", "crunch", "hi_gain", "fuzz")
+# What the Proteus plugin does with a file (GuitarML/Proteus, src/PluginProcessor.cpp and
+# src/RTNeuralLSTM.h): an LSTM of hidden size 40 with the input added to the output, run at
+# 44.1 kHz whatever the host's rate, the input boosted 1.5x before a model with a knob input, and
+# one knob wired (its three-input model is loaded but never played).
 PROTEUS_HIDDEN_SIZE = 40
-PLAYER_MAX_INPUTS = 3  # Proteus and AIDA-X read audio + at most two knob inputs
+PROTEUS_RATE_HZ = 44100
+PROTEUS_INPUT_BOOST = 1.5
+PROTEUS_MAX_INPUTS = 2
+# AIDA-X (AidaDSP/AIDA-X, src/aidadsp-plugin.cpp, src/model_variant.hpp): one recurrent layer of
+# these sizes, audio + at most two knobs, run at the host's sample rate (metadata.samplerate is
+# never read), 2048 samples of silence played through a model when it is loaded.
+AIDAX_MAX_INPUTS = 3
 AIDAX_HIDDEN_SIZES = (8, 12, 16, 20, 24, 32, 40, 64, 80)
-AIDAX_DEFAULT_RATE_HZ = 48000  # what AIDA-X assumes when metadata.samplerate is absent
+AIDAX_WARMUP_SAMPLES = 2048
+# The rate ampcap renders an AIDA-X file at when its metadata does not give one.
+AIDAX_DEFAULT_RATE_HZ = 48000
 EXPORTS_DIR = "exports"
 INDEX_NAME = "index.json"
 _GATES = {"lstm": 4, "gru": 3}
@@ -82,6 +98,9 @@ class RecurrentWeights:
         Knobs still fed as inputs, in input-channel order after the audio.
     folded : tuple of (str, float)
         Knobs folded into the first layer's input bias, with the normalised value used.
+    initial_state : tuple of (numpy.ndarray, numpy.ndarray)
+        Per layer, the state (LSTM: hidden, cell; float64, shape (H,)) before the first sample;
+        empty for a zero state (silence from the start).
     """
 
     unit: str
@@ -92,6 +111,7 @@ class RecurrentWeights:
     head_bias: float
     knob_inputs: tuple[str, ...] = ()
     folded: tuple[tuple[str, float], ...] = ()
+    initial_state: tuple[tuple[np.ndarray, np.ndarray], ...] = ()
 
     @property
     def input_size(self) -> int:
@@ -329,6 +349,10 @@ def nam_document(
 ) -> dict[str, Any]:
     """The ``.nam`` JSON document of an LSTM with every knob already folded in.
 
+    As NAM's own exporter does, the file starts the model from the state it reaches after 48,000
+    samples of silence and its metadata carries ``loudness`` (dB) and ``gain`` (0-1) for this
+    knob setting (:mod:`ampcap.train.nam_metadata`).
+
     Raises
     ------
     ModelFormatError
@@ -342,12 +366,17 @@ def nam_document(
             + ", ".join(weights.knob_inputs)
             + " (for example --knob NAME=VALUE) so it is folded into the bias."
         )
-    hidden = weights.hidden_size
+    from ampcap.train.nam_metadata import nam_playback
+
+    playback = nam_playback(weights)
     flat: list[np.ndarray] = []
-    for layer in weights.layers:
+    for layer, (hidden_state, cell_state) in zip(
+        weights.layers, playback.initial_state, strict=True
+    ):
         flat.append(np.concatenate([layer.weight_ih, layer.weight_hh], axis=1).reshape(-1))
         flat.append(layer.bias_ih + layer.bias_hh)
-        flat.append(np.zeros(2 * hidden))  # initial hidden, then cell state: silence before
+        flat.append(hidden_state)
+        flat.append(cell_state)
     flat.append(weights.head_weight)
     flat.append(np.array([weights.head_bias]))
     meta = metadata or NamMetadata()
@@ -365,10 +394,16 @@ def nam_document(
         "minute": stamp.minute,
         "second": stamp.second,
     }
+    meta_doc["loudness"] = playback.loudness_db
+    meta_doc["gain"] = playback.gain
     return {
         "version": NAM_VERSION,
         "architecture": "LSTM",
-        "config": {"input_size": 1, "hidden_size": hidden, "num_layers": weights.num_layers},
+        "config": {
+            "input_size": 1,
+            "hidden_size": weights.hidden_size,
+            "num_layers": weights.num_layers,
+        },
         "weights": _floats(np.concatenate(flat)),
         "sample_rate": int(sample_rate_hz),
         "metadata": meta_doc,
@@ -376,13 +411,20 @@ def nam_document(
     }
 
 
-def proteus_warnings(weights: RecurrentWeights) -> list[str]:
-    """What the Proteus player will not play as trained (hidden size, skip, inputs)."""
+def proteus_warnings(weights: RecurrentWeights, sample_rate_hz: int) -> list[str]:
+    """What the Proteus plugin will do with this file that differs from ``ampcap render``.
+
+    From its source (GuitarML/Proteus, ``src/PluginProcessor.cpp``, ``src/RTNeuralLSTM.*``): it
+    builds an LSTM of hidden size 40 and adds the input to the output whatever the file says,
+    runs the model at 44.1 kHz (it resamples the host's audio there and back), boosts the input
+    1.5x before a model with a knob input, and wires one knob: a file with two knob inputs loads,
+    but Proteus plays its one-knob model, whose weights were never loaded.
+    """
     notes = []
     if weights.hidden_size != PROTEUS_HIDDEN_SIZE or not weights.skip:
         notes.append(
-            f"The Proteus player assumes an LSTM of hidden size {PROTEUS_HIDDEN_SIZE} with skip; "
-            f"this model has hidden size {weights.hidden_size} and "
+            f"Proteus builds an LSTM of hidden size {PROTEUS_HIDDEN_SIZE} and always adds the "
+            f"input to the output; this model has hidden size {weights.hidden_size} and "
             f"{'a' if weights.skip else 'no'} skip, so Proteus will not play it correctly "
             "(other CoreAudioML players read the sizes from the file). Train with --hidden 40 "
             "--skip for Proteus."
@@ -391,18 +433,27 @@ def proteus_warnings(weights: RecurrentWeights) -> list[str]:
         notes.append(
             "The Proteus player runs LSTM models; this GRU needs another CoreAudioML player."
         )
-    notes += _too_many_inputs(weights, "Proteus")
+    if int(sample_rate_hz) != PROTEUS_RATE_HZ:
+        notes.append(
+            f"Proteus runs every model at {PROTEUS_RATE_HZ} Hz (it resamples the host's audio); "
+            f"this model was trained at {sample_rate_hz} Hz, so in Proteus its filters and "
+            f"time constants move by a factor {PROTEUS_RATE_HZ / sample_rate_hz:.3f}. Record "
+            f"at {PROTEUS_RATE_HZ} Hz for Proteus."
+        )
+    if weights.input_size > 1:
+        notes.append(
+            f"Proteus boosts the input {PROTEUS_INPUT_BOOST:g}x "
+            f"({20 * math.log10(PROTEUS_INPUT_BOOST):+.1f} dB) before a model with a knob, so it "
+            "plays this one hotter than `ampcap render`; lower the input level by that much to "
+            "hear the capture."
+        )
+    if weights.input_size > PROTEUS_MAX_INPUTS:
+        notes.append(
+            f"The model has {weights.input_size - 1} knob inputs; Proteus wires one knob and "
+            "plays a two-knob file through its one-knob model, which was never loaded (the "
+            "wrong sound, not an error). Fold all knobs but one with --knob NAME=VALUE."
+        )
     return notes
-
-
-def _too_many_inputs(weights: RecurrentWeights, player: str) -> list[str]:
-    """The note for a model with more inputs than the players read, or none."""
-    if weights.input_size <= PLAYER_MAX_INPUTS:
-        return []
-    return [
-        f"The model has {weights.input_size} inputs; {player} reads 1 to {PLAYER_MAX_INPUTS}. "
-        "Fold some knobs with --knob NAME=VALUE."
-    ]
 
 
 def proteus_document(
@@ -444,15 +495,27 @@ def _torch_gru_to_rtneural(rows: np.ndarray, hidden: int) -> np.ndarray:
     return np.concatenate([z, r, n], axis=0)
 
 
-def aidax_warnings(weights: RecurrentWeights) -> list[str]:
-    """What AIDA-X will not load (hidden size, number of inputs)."""
-    notes = []
+def aidax_warnings(weights: RecurrentWeights, sample_rate_hz: int) -> list[str]:
+    """What AIDA-X will do with this file that differs from ``ampcap render``, or not load.
+
+    From its source (AidaDSP/AIDA-X, ``src/aidadsp-plugin.cpp``, ``src/model_variant.hpp``): one
+    recurrent layer of hidden size 8, 12, 16, 20, 24, 32, 40, 64 or 80, audio + at most two knob
+    inputs, run at the host's sample rate: the file's ``metadata.samplerate`` is never read.
+    """
+    notes = [
+        f"AIDA-X runs the model at the host's sample rate and does not read the rate in the "
+        f"file: set the host (or MOD device) to {sample_rate_hz} Hz, the rate it was trained at."
+    ]
     if weights.hidden_size not in AIDAX_HIDDEN_SIZES:
         notes.append(
             f"AIDA-X players support hidden sizes {', '.join(map(str, AIDAX_HIDDEN_SIZES))}; "
-            f"this model has {weights.hidden_size} and may not load. Train with one of those."
+            f"this model has {weights.hidden_size} and will not load. Train with one of those."
         )
-    notes += _too_many_inputs(weights, "AIDA-X")
+    if weights.input_size > AIDAX_MAX_INPUTS:
+        notes.append(
+            f"The model has {weights.input_size} inputs; AIDA-X reads 1 to {AIDAX_MAX_INPUTS}. "
+            "Fold some knobs with --knob NAME=VALUE."
+        )
     if weights.num_layers > 1:
         notes.append(
             f"The model has {weights.num_layers} recurrent layers; AIDA-X plays models of one "
@@ -601,23 +664,22 @@ def _read_nam(document: Mapping[str, Any], path: Path) -> ExportedModel:
         return flat[at - n : at]
 
     layers = []
+    states: list[tuple[np.ndarray, np.ndarray]] = []
     for k in range(count):
         width = inputs if k == 0 else hidden
         matrix = take(4 * hidden * (width + hidden)).reshape(4 * hidden, width + hidden)
         bias = take(4 * hidden)
-        initial = take(2 * hidden)
-        if np.any(initial != 0):
-            raise ModelFormatError(
-                f"{path} has a non-zero initial LSTM state in layer {k}; ampcap renders from "
-                "silence (zero state) and cannot reproduce such a model exactly."
-            )
+        states.append((take(hidden).copy(), take(hidden).copy()))
         layers.append(
             LayerWeights(matrix[:, :width], matrix[:, width:], bias, np.zeros(4 * hidden))
         )
     head_weight = take(hidden)
     head_bias = float(take(1)[0])
     names, knobs, folded, rate = _knob_description(document, inputs - 1)
-    weights = RecurrentWeights("lstm", hidden, False, tuple(layers), head_weight, head_bias, names)
+    initial = tuple(states) if any(np.any(h) or np.any(c) for h, c in states) else ()
+    weights = RecurrentWeights(
+        "lstm", hidden, False, tuple(layers), head_weight, head_bias, names, initial_state=initial
+    )
     file_rate = document.get("sample_rate")
     return ExportedModel(weights, "nam", int(file_rate) if file_rate else rate, knobs, folded)
 
@@ -824,10 +886,10 @@ def export_model(
         notes: list[str] = []
     elif fmt == "proteus":
         document = proteus_document(folded, sample_rate_hz, knobs)
-        notes = proteus_warnings(folded)
+        notes = proteus_warnings(folded, sample_rate_hz)
     else:
         document = aidax_document(folded, sample_rate_hz, knobs)
-        notes = aidax_warnings(folded)
+        notes = aidax_warnings(folded, sample_rate_hz)
     path = Path(path)
     atomic_write_json(path, document)
     return ExportResult(path, fmt, setting, tuple(notes))

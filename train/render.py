@@ -31,7 +31,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +50,11 @@ from ampcap.train.export import (
 )
 
 DEFAULT_WARMUP_SAMPLES = 2048
+# Silence a player runs through a model before the first sample it plays: NeuralAmpModelerCore
+# prewarms an LSTM for half a second (NAM/lstm.cpp, PrewarmSamples), AIDA-X for 2048 samples
+# (src/aidadsp-plugin.cpp). `ampcap render` does the same by default, so it matches a player
+# from the first sample instead of starting from a cold, zero state.
+PLAYER_WARMUP_SECONDS = 0.5
 DEFAULT_TOLERANCE = 1e-4
 TARGET_BATCH = 256  # chunks per step: below ~128 per-step overhead dominates on a CPU core
 MAX_BATCH = 512
@@ -147,9 +152,18 @@ class _RecurrentKernel:
             )
         self.head_weight = torch.from_numpy(weights.head_weight).float().reshape(-1, 1)
         self.head_bias = float(weights.head_bias)
+        # The state before the first sample (a .nam file's warmed-up state), or zeros. The LSTM
+        # cell state is kept doubled (see _lstm_block).
+        self.initial = [
+            (
+                torch.from_numpy(np.asarray(h)).float(),
+                torch.from_numpy(np.asarray(c) * (2.0 if self.unit == "lstm" else 1.0)).float(),
+            )
+            for h, c in weights.initial_state
+        ]
 
     def run(self, windows: np.ndarray, progress: Callable[[int], None] | None = None) -> np.ndarray:
-        """Outputs for ``windows`` (float32, shape (B, T)), each row from zero state.
+        """Outputs for ``windows`` (float32, shape (B, T)), each row from the initial state.
 
         ``progress`` is called with the number of samples (all rows) finished since its last call.
         """
@@ -163,7 +177,10 @@ class _RecurrentKernel:
         hs = [torch.empty(block, batch, hidden) for _ in self.layers]
         gates = torch.empty(batch, width)
         work = torch.empty(batch, hidden)
-        states = [(torch.zeros(batch, hidden), torch.zeros(batch, hidden)) for _ in self.layers]
+        if self.initial:
+            states = [(h.repeat(batch, 1), c.repeat(batch, 1)) for h, c in self.initial]
+        else:
+            states = [(torch.zeros(batch, hidden), torch.zeros(batch, hidden)) for _ in self.layers]
         for start in range(0, total, block):
             steps = min(block, total - start)
             layer_in: torch.Tensor = x[start : start + steps].reshape(steps * batch, 1)
@@ -345,6 +362,8 @@ def render_with_stats(
     workers: int = 1,
     tolerance: float = DEFAULT_TOLERANCE,
     on_progress: ProgressCallback | None = None,
+    silence_samples: int = 0,
+    initial_state: tuple[tuple[np.ndarray, np.ndarray], ...] = (),
 ) -> tuple[np.ndarray, RenderStats]:
     """Render ``audio`` through ``model``; see :func:`render`. Also returns :class:`RenderStats`."""
     started = time.perf_counter()
@@ -353,8 +372,16 @@ def render_with_stats(
         raise UsageError(f"render takes mono audio of shape (frames,), not {audio.shape}.")
     if not np.isfinite(audio).all():
         raise UsageError("The audio holds NaN or infinite samples; fix its source first.")
+    if silence_samples < 0:
+        raise UsageError(f"The warm-up must be 0 s or more, not {silence_samples} samples.")
+    kept = audio.size
     knobs = [float(k) for k in knobs_normalised]
     config = getattr(model, "config", None)
+    recurrent = bool(getattr(config, "recurrent", False))
+    if silence_samples and recurrent:
+        # Played before the audio and dropped, as a player warms a model up when it loads it.
+        # A feed-forward model has no state to warm: it starts from silence by construction.
+        audio = np.concatenate([np.zeros(silence_samples, dtype=np.float32), audio])
     expected_inputs = getattr(config, "input_size", 1 + len(knobs))
     if expected_inputs != 1 + len(knobs):
         raise UsageError(
@@ -363,10 +390,9 @@ def render_with_stats(
     if workers < 1:
         raise UsageError(f"workers must be at least 1, not {workers}.")
     frames = audio.size
-    recurrent = bool(getattr(config, "recurrent", False))
     if recurrent:
         names = [f"input{j}" for j in range(len(knobs))]
-        weights = weights_from_model(model, names)
+        weights = replace(weights_from_model(model, names), initial_state=tuple(initial_state))
         kernel = _RecurrentKernel(fold_knobs(weights, dict(zip(names, knobs, strict=True))))
         run = kernel.run
         warmup = max(0, int(warmup_samples))
@@ -413,8 +439,9 @@ def render_with_stats(
                 warmup = min(2 * max(warmup, 1), frames)
     finally:
         torch.set_num_threads(threads_before)
+    output = output[output.size - kept :] if kept else output[:0]
     stats = RenderStats(
-        frames=frames,
+        frames=kept,
         chunks=chunks,
         chunk_samples=chunk,
         warmup_samples=warmup,
@@ -436,6 +463,8 @@ def render(
     workers: int = 1,
     tolerance: float = DEFAULT_TOLERANCE,
     on_progress: ProgressCallback | None = None,
+    silence_samples: int = 0,
+    initial_state: tuple[tuple[np.ndarray, np.ndarray], ...] = (),
 ) -> np.ndarray:
     """Run ``model`` over ``audio`` in parallel chunks; the result matches one sequential pass.
 
@@ -465,6 +494,12 @@ def render(
         doubled while the seams differ by more than a tenth of it.
     on_progress : callable, optional
         ``on_progress(done, total)`` in samples of work (warm-ups included).
+    silence_samples : int, default 0
+        Recurrent models: samples of silence run through the model before the audio, their
+        outputs dropped: a player's warm-up when it loads a model (:data:`PLAYER_WARMUP_SECONDS`).
+    initial_state : tuple of (numpy.ndarray, numpy.ndarray), optional
+        Recurrent models: per layer, the state (LSTM hidden and cell, shape (H,)) before the
+        first sample, as a ``.nam`` file holds it. Default: zero state.
 
     Returns
     -------
@@ -480,6 +515,8 @@ def render(
         workers=workers,
         tolerance=tolerance,
         on_progress=on_progress,
+        silence_samples=silence_samples,
+        initial_state=initial_state,
     )
     return output
 
@@ -526,6 +563,8 @@ class LoadedModel:
         The knob inputs still open, in input order.
     folded_knobs : dict of str to float
         Knobs folded into the file at export, with their dial values.
+    initial_state : tuple of (numpy.ndarray, numpy.ndarray)
+        The state the file starts the model from (a ``.nam`` file's); empty for zero state.
     """
 
     model: Any
@@ -533,6 +572,7 @@ class LoadedModel:
     sample_rate_hz: int | None
     knobs: tuple[Knob, ...]
     folded_knobs: dict[str, float] = field(default_factory=dict)
+    initial_state: tuple[tuple[np.ndarray, np.ndarray], ...] = ()
 
 
 def load_any_model(path: str | Path) -> LoadedModel:
@@ -563,6 +603,7 @@ def load_any_model(path: str | Path) -> LoadedModel:
             exported.sample_rate_hz,
             exported.knobs,
             exported.folded_knobs,
+            exported.weights.initial_state,
         )
     from ampcap.train.checkpoint import load_model
 
@@ -588,6 +629,7 @@ class RenderResult:
     wall_seconds: float
     stats: RenderStats
     peak_dbfs: float
+    warmup_seconds: float = 0.0
     notices: tuple[str, ...] = ()
 
     @property
@@ -635,6 +677,7 @@ def render_file(
     resample: bool = True,
     workers: int = 1,
     on_progress: ProgressCallback | None = None,
+    warmup_seconds: float = PLAYER_WARMUP_SECONDS,
 ) -> RenderResult:
     """Render a mono audio file through a model and write float32 WAV.
 
@@ -652,6 +695,10 @@ def render_file(
     workers : int, default 1
     on_progress : callable, optional
         See :func:`render`.
+    warmup_seconds : float, default 0.5
+        Seconds of silence run through the model before the input, from the state the file
+        starts it from (zero, or a ``.nam`` file's own), as NAM's core does when it loads a
+        model. 0 starts the input from that state directly.
 
     Raises
     ------
@@ -663,6 +710,8 @@ def render_file(
         A model file ampcap cannot read.
     """
     in_path, out_path = Path(in_path), Path(out_path)
+    if not (math.isfinite(warmup_seconds) and warmup_seconds >= 0):
+        raise UsageError(f"--warmup must be 0 seconds or more, not {warmup_seconds:g}.")
     loaded = load_any_model(model_path)
     inputs = knob_inputs(loaded, knobs or {})
     if out_path.resolve() == in_path.resolve():
@@ -702,6 +751,8 @@ def render_file(
         sample_rate_hz=model_rate,
         workers=workers,
         on_progress=on_progress,
+        silence_samples=round(warmup_seconds * model_rate),
+        initial_state=loaded.initial_state,
     )
     if file_rate != model_rate:
         output = _resample(output, model_rate, file_rate)[: samples.shape[0]]
@@ -730,5 +781,6 @@ def render_file(
         wall_seconds=wall,
         stats=stats,
         peak_dbfs=peak_dbfs,
+        warmup_seconds=float(warmup_seconds),
         notices=tuple(notices),
     )

@@ -158,28 +158,32 @@ def _summary(result: SessionResult) -> dict[str, Any]:
 
 
 def _print_table(result: SessionResult) -> None:
+    from rich import box
     from rich.table import Table
 
     from ampcap.console import err
 
-    table = Table(title=f"Session {result.folder}", title_justify="left")
-    for column in (
-        "take",
-        "status",
-        "seconds",
-        "attempts",
-        "loopback dBFS",
-        "device dBFS",
-        "dropouts",
-    ):
-        table.add_column(column, justify="left" if column in ("take", "status") else "right")
+    # The take's name tells the takes apart: it is never cut or wrapped; the numbers' headers
+    # wrap instead, so two knobs' settings fit an 80-column terminal.
+    table = Table(
+        title=f"Session {result.folder}",
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        padding=(0, 1),
+        collapse_padding=True,
+        pad_edge=False,
+    )
+    table.add_column("take", justify="left", no_wrap=True)
+    table.add_column("status", justify="left", no_wrap=True)
+    for column in ("seconds", "attempts", "loopback\npeak dBFS", "device\npeak dBFS", "dropouts"):
+        table.add_column(column, justify="right")
     rate = result.manifest.sample_rate_hz
     for take in result.manifest.takes:
         colour = {"complete": "green", "partial": "yellow", "pending": "dim"}.get(
             take.status, "red"
         )
         table.add_row(
-            take.file.split("/")[-1],
+            take.file.split("/")[-1].removesuffix(".wav"),
             f"[{colour}]{take.status}[/]",
             f"{take.frames / rate:.1f}",
             str(take.attempts),

@@ -24,6 +24,16 @@ from ampcap.commands.options import json_option
     help="Threads sharing the chunks of the signal.",
 )
 @click.option(
+    "--warmup",
+    "warmup_seconds",
+    type=click.FloatRange(min=0.0),
+    default=0.5,
+    show_default=True,
+    metavar="SECONDS",
+    help="Silence run through the model before IN.wav, as a player does when it loads a model "
+    "(NAM's core: 0.5 s). 0 starts IN.wav from the file's initial state.",
+)
+@click.option(
     "--resample/--no-resample",
     default=True,
     show_default=True,
@@ -36,6 +46,7 @@ def render(
     out_path: Path,
     knob_values: tuple[str, ...],
     workers: int,
+    warmup_seconds: float,
     resample: bool,
     as_json: bool,
 ) -> None:
@@ -44,6 +55,8 @@ def render(
     MODEL is a run folder, a checkpoint (model.pt) or an exported file (.nam, Proteus or AIDA-X
     .json). Give every knob the model still has as an input (a file exported with a knob
     folded in plays that setting only). The output has the input's sample rate and length.
+    Like a player, the model first plays --warmup seconds of silence from the state the file
+    starts it in, so the output matches what a player plays from its first sample.
 
     \b
     Examples:
@@ -70,10 +83,19 @@ def render(
                 resample=resample,
                 workers=workers,
                 on_progress=update,
+                warmup_seconds=warmup_seconds,
             )
     else:
         # No bar when stderr is a file or a pipe: it would only leave an empty line behind.
-        result = render_file(model, in_path, out_path, values, resample=resample, workers=workers)
+        result = render_file(
+            model,
+            in_path,
+            out_path,
+            values,
+            resample=resample,
+            workers=workers,
+            warmup_seconds=warmup_seconds,
+        )
     for note in result.notices:
         warn(note)
     stats = result.stats
@@ -90,6 +112,7 @@ def render(
                 "wall_seconds": result.wall_seconds,
                 "real_time_factor": result.real_time_factor,
                 "peak_dbfs": result.peak_dbfs if math.isfinite(result.peak_dbfs) else None,
+                "warmup_seconds": result.warmup_seconds,
                 "chunks": stats.chunks,
                 "warmup_samples": stats.warmup_samples,
                 "seam_error": stats.seam_error,
@@ -100,6 +123,6 @@ def render(
         info(
             f"Wrote {result.out_path}: {result.audio_seconds:.1f} s rendered in "
             f"{result.wall_seconds:.2f} s, [bold]{result.real_time_factor:.0f}x real time[/bold] "
-            f"({stats.chunks} chunk(s), warm-up {stats.warmup_samples} samples, "
+            f"({stats.chunks} chunk(s), {result.warmup_seconds:g} s of silence first, "
             f"peak {result.peak_dbfs:+.1f} dBFS)."
         )

@@ -305,7 +305,9 @@ class _ProgressView:
         if event.val_esr is not None:
             parts.append(f"val ESR {100 * event.val_esr:.2f} %")
         if event.best_val_esr is not None:
-            parts.append(f"best {100 * event.best_val_esr:.2f} %")
+            # model.pt is the model of lowest validation *loss* (pre-emphasised ESR + DC), so
+            # its plain ESR may be above the latest one: say which model the number is of.
+            parts.append(f"kept (lowest val loss) {100 * event.best_val_esr:.2f} %")
         parts.append(f"lr {event.learning_rate:.1e}")
         if event.remaining_s is not None:
             minutes, seconds = divmod(int(event.remaining_s), 60)
