@@ -8,8 +8,8 @@ AMPCAP := $(VENV)/bin/ampcap
 TORCH_SPEC := torch==2.13.0
 # chromium: the browser the report tests drive headless.
 DEBIAN_PACKAGES := jackd2 libportaudio2 libsndfile1 chromium
-# Only the benchmarks need a third-party device under test.
-BENCH_DEBIAN_PACKAGES := guitarix-lv2 lilv-utils
+# Only the benchmarks need third-party devices under test and the realistic DI they play.
+BENCH_DEBIAN_PACKAGES := guitarix-lv2 lilv-utils fluidsynth fluid-soundfont-gm
 # glibc keeps freed memory instead of returning it to the kernel on every training step.
 export MALLOC_MMAP_THRESHOLD_ ?= 1073741824
 export MALLOC_TRIM_THRESHOLD_ ?= 1073741824
