@@ -15,6 +15,7 @@ from ampcap.train import loop as loop_module
 from ampcap.train.checkpoint import load_checkpoint, load_model
 from ampcap.train.data import (
     BatchMaker,
+    balanced_energies,
     epoch_batches,
     load_training_data,
     segment_starts,
@@ -110,7 +111,7 @@ def test_a_tiny_training_run_lowers_the_validation_loss(tmp_path, dataset):
     torch.manual_seed(0)
     untrained = build_model(make_config("lstm", 2, 8))
     before, _ = validation_scores(
-        predict_split(untrained, dataset.splits["val"], 1000), balance=True
+        predict_split(untrained, dataset.splits["val"], 1000), balance=0.5
     )
     outcome = train_run(
         dataset, tmp_path / "run", make_config("lstm", 2, 8), TrainConfig(epochs=6, **FAST)
@@ -134,7 +135,7 @@ def test_each_setting_weighs_alike_in_the_batches_and_the_validation(dataset):
     energies = setting_energies(split)
     assert set(energies) == {"tone=0", "tone=5", "tone=10"}
     # Each segment carries its own setting's energies, whatever its neighbours in the batch.
-    maker = BatchMaker(split, 4800, balance=True)
+    maker = BatchMaker(split, 4800, balance=1.0)
     starts = segment_starts(split.pieces, 4800)
     x, y, energy = maker(starts)
     for row, start in enumerate(starts):
@@ -149,9 +150,24 @@ def test_each_setting_weighs_alike_in_the_batches_and_the_validation(dataset):
     for item in outputs:
         per_setting.setdefault(setting_key(item.piece.knobs), []).append(item)
     scores = [validation_scores(items) for items in per_setting.values()]
-    loss, plain = validation_scores(outputs, balance=True)
+    loss, plain = validation_scores(outputs, balance=1.0)
     assert loss == pytest.approx(np.mean([s[0] for s in scores]))
     assert plain == pytest.approx(np.mean([s[1] for s in scores]))
+    # Balance near 0 weighs each setting by its energy: the plain ESR pooled over all pieces.
+    assert validation_scores(outputs, balance=1e-9)[1] == pytest.approx(
+        validation_scores(outputs)[1], rel=1e-6
+    )
+
+
+def test_a_partial_balance_lies_between_pooled_and_per_setting_energies():
+    energies = {"gain=1": (0.01, 0.04), "gain=10": (1.0, 4.0)}
+    mean = np.array([0.505, 2.02])
+    np.testing.assert_allclose(balanced_energies(energies, 1.0)["gain=1"], (0.01, 0.04))
+    np.testing.assert_allclose(balanced_energies(energies, 0.0)["gain=1"], mean)
+    half = balanced_energies(energies, 0.5)
+    np.testing.assert_allclose(half["gain=1"], np.sqrt(np.array([0.01, 0.04]) * mean))
+    # The quiet setting's error is divided by less than the mean energy, more than its own.
+    assert 0.01 < half["gain=1"][0] < 0.505 and 0.505 < half["gain=10"][0] < 1.0
 
 
 def test_resume_gives_the_same_model_as_an_uninterrupted_run(tmp_path, dataset):

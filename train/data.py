@@ -175,19 +175,38 @@ def setting_energies(split: SplitData, coefficient: float = 0.85) -> dict[str, t
     return {key: (e[0] / e[1], e[2] / e[3]) for key, e in sums.items()}
 
 
+def balanced_energies(
+    energies: dict[str, tuple[float, float]], balance: float
+) -> dict[str, tuple[float, float]]:
+    """The energy each setting's error is divided by, for a loss balanced by ``balance``.
+
+    A setting of energy ``e`` is divided by ``e ** balance * m ** (1 - balance)``, where ``m``
+    is the mean energy over the settings (each column separately). With ``balance`` 1 every
+    setting weighs alike whatever its level; towards 0 a setting weighs in proportion to its
+    energy, as in an ESR pooled over the batch; in between, a quiet setting counts more than its
+    energy alone would give it, without the loud ones counting for little.
+    """
+    mean = np.mean(np.asarray(list(energies.values()), dtype=np.float64), axis=0)
+    return {
+        key: tuple(float(v) for v in np.power(value, balance) * np.power(mean, 1.0 - balance))
+        for key, value in energies.items()
+    }
+
+
 class BatchMaker:
     """Gathers segments of a split into ``(batch, time, channels)`` tensors.
 
     The split's audio is held once as a tensor of frames ``[audio, knobs..., target]``; a batch
-    is one indexed gather into it, with no per-segment Python copies. With ``balance`` each
-    batch also carries, per segment, the mean energies of its knob setting
-    (:func:`setting_energies`), by which the loss weighs every setting alike.
+    is one indexed gather into it, with no per-segment Python copies. With ``balance`` above 0
+    each batch also carries, per segment, the energy its error is divided by
+    (:func:`balanced_energies`), by which the loss weighs the settings more evenly.
     """
 
-    def __init__(self, split: SplitData, segment_samples: int, balance: bool = False) -> None:
+    def __init__(self, split: SplitData, segment_samples: int, balance: float = 0.0) -> None:
         columns = [split.input, split.target[:, None]]
-        if balance:
-            energies = setting_energies(split)
+        balance = float(balance)
+        if balance > 0:
+            energies = balanced_energies(setting_energies(split), balance)
             per_frame = np.zeros((len(split.target), 2), dtype=np.float32)
             for piece in split.pieces:
                 key = setting_key(piece.knobs)
@@ -197,7 +216,7 @@ class BatchMaker:
         self.frames = torch.from_numpy(np.ascontiguousarray(frames, dtype=np.float32))
         self.offsets = torch.arange(segment_samples, dtype=torch.int64)
         self.input_size = split.input.shape[1]
-        self.balance = balance
+        self.balance = balance > 0
 
     def __call__(
         self, starts: np.ndarray

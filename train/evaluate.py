@@ -72,21 +72,29 @@ def predict_split(
     return results
 
 
-def validation_scores(outputs: list[PieceOutput], balance: bool = False) -> tuple[float, float]:
+def validation_scores(outputs: list[PieceOutput], balance: float = 0.0) -> tuple[float, float]:
     """``(loss, plain ESR)`` over pieces, weighted as in training.
 
     The loss is the training loss (pre-emphasised ESR + DC, :func:`ampcap.train.loss.esr_dc_loss`)
     with the error and target energies summed over the pieces and the DC term averaged over
-    pieces; the pre-emphasis filter never spans two pieces. With ``balance`` both are computed
-    per knob setting and averaged over the settings, so that a quiet setting weighs as much in
-    choosing the best model as it did in training.
+    pieces; the pre-emphasis filter never spans two pieces. With ``balance`` above 0 both are
+    computed per knob setting and averaged with the weights the training loss gives each
+    setting (its samples times its energy to the power ``1 - balance``), so that a quiet
+    setting weighs as much in choosing the best model as it did in training: with ``balance``
+    1 the plain mean of the settings' scores.
     """
-    if balance:
+    if balance > 0:
         by_setting: dict[str, list[PieceOutput]] = {}
         for item in outputs:
             by_setting.setdefault(setting_key(item.piece.knobs), []).append(item)
-        scores = [validation_scores(items) for items in by_setting.values()]
-        return float(np.mean([s[0] for s in scores])), float(np.mean([s[1] for s in scores]))
+        scores, weights = [], []
+        for items in by_setting.values():
+            scores.append(validation_scores(items))
+            samples = sum(len(item.target) for item in items)
+            energy = sum(float(np.dot(item.target, item.target)) for item in items) / samples
+            weights.append(samples * (energy + 1e-20) ** (1.0 - balance))
+        w = np.asarray(weights) / np.sum(weights)
+        return float(np.dot(w, [s[0] for s in scores])), float(np.dot(w, [s[1] for s in scores]))
     err_pre = tgt_pre = err = tgt = 0.0
     dc_terms = []
     energy = []

@@ -59,9 +59,9 @@ from ampcap.train.loss import esr_dc_loss
 from ampcap.train.model import ModelConfig, build_model, detach_state
 
 SCHEDULES = ("constant", "cosine")
-#: How the loss weighs knob settings: "batch" pools energy over the batch (DAFx-19), "setting"
-#: divides each segment's error by its own setting's energy.
-LOSS_WEIGHTINGS = ("setting", "batch")
+#: How evenly the loss weighs knob settings of different loudness: 0 pools the energy over the
+#: batch (DAFx-19), 1 divides each segment's error by its own setting's energy.
+DEFAULT_SETTING_BALANCE = 0.25
 
 
 @dataclass(frozen=True)
@@ -102,11 +102,11 @@ class TrainConfig:
         Clip the gradient's global norm to this (0: no clipping).
     validate_every : int
         Epochs between validations (DAFx-19: 2).
-    loss_weighting : {"setting", "batch"}
-        ``batch`` is DAFx-19's loss, the ESR pooled over each mini-batch, where a quiet knob
-        setting hardly counts. ``setting`` divides each segment's error by the mean energy of
-        its own setting, so every setting weighs the same in training and in the validation
-        that picks the best model.
+    setting_balance : float in [0, 1]
+        0 is DAFx-19's loss, the ESR pooled over each mini-batch, where a quiet knob setting
+        hardly counts. Above 0 each segment's error is divided by an energy of its own setting
+        (:func:`ampcap.train.data.balanced_energies`); 1 makes every setting weigh the same.
+        The validation that picks the best model weighs the settings the same way.
     """
 
     epochs: int = 200
@@ -124,7 +124,7 @@ class TrainConfig:
     final_lr_fraction: float = 0.05
     grad_clip: float = 1.0
     validate_every: int = 2
-    loss_weighting: str = "setting"
+    setting_balance: float = DEFAULT_SETTING_BALANCE
 
     def __post_init__(self) -> None:
         if self.epochs < 1:
@@ -133,10 +133,9 @@ class TrainConfig:
             raise TrainingError(f"--minutes must be positive, not {self.minutes}.")
         if self.patience_epochs < 1:
             raise TrainingError(f"--patience must be at least 1 epoch, not {self.patience_epochs}.")
-        if self.loss_weighting not in LOSS_WEIGHTINGS:
+        if not 0 <= self.setting_balance <= 1:
             raise TrainingError(
-                f"Unknown loss weighting {self.loss_weighting!r}; use one of "
-                f"{', '.join(LOSS_WEIGHTINGS)}."
+                f"--setting-balance must be between 0 and 1, not {self.setting_balance}."
             )
         if self.schedule not in SCHEDULES:
             raise TrainingError(
@@ -157,7 +156,7 @@ class TrainConfig:
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
         known = {f.name for f in fields(cls)}
         # Runs written before the loss could weigh settings were trained with the pooled one.
-        data = {"loss_weighting": "batch", **data}
+        data = {"setting_balance": 0.0, **data}
         return cls(**{k: v for k, v in data.items() if k in known})
 
 
@@ -428,7 +427,7 @@ def train_run(
     run.folder.mkdir(parents=True, exist_ok=True)
     save_run(run.folder, manifest)
 
-    balance = config.loss_weighting == "setting"
+    balance = config.setting_balance
     batches_of = BatchMaker(train_split, segment, balance=balance)
     history = state["history"]
     started = time.perf_counter()

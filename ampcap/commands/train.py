@@ -77,12 +77,13 @@ ARCHS = ("lstm", "gru", "wavenet", "mlp")
     help="Learning-rate schedule: cosine decay over the run (default) or constant.",
 )
 @click.option(
-    "--loss-weighting",
-    type=click.Choice(("setting", "batch")),
+    "--setting-balance",
+    type=click.FloatRange(0.0, 1.0),
     default=None,
-    help="How knob settings weigh in the loss and the validation: each by its own energy "
-    "(setting, default), or pooled over each batch as in DAFx-19 (batch), where a quiet "
-    "setting hardly counts.",
+    metavar="0-1",
+    help="How evenly knob settings of different loudness weigh in the loss and the "
+    "validation: 0 pools the error over each batch as in DAFx-19, where a quiet setting hardly "
+    "counts; 1 weighs every setting alike; default 0.25.",
 )
 @click.option(
     "--device",
@@ -119,7 +120,7 @@ def train(
     patience: int | None,
     lr: float | None,
     schedule: str | None,
-    loss_weighting: str | None,
+    setting_balance: float | None,
     device: str,
     threads: int | None,
     resume: bool,
@@ -178,7 +179,7 @@ def train(
                 patience_epochs=patience,
                 learning_rate=lr,
                 schedule=schedule,
-                loss_weighting=loss_weighting,
+                setting_balance=setting_balance,
                 threads=threads,
             ),
             # The time budget is this invocation's; a resumed run does not inherit it.
