@@ -21,10 +21,10 @@ import fcntl
 import os
 import tempfile
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 
-from ampcap.errors import AmpcapError, write_error
+from ampcap.errors import UsageError, write_error
 
 #: The lock file a writing command holds inside the folder it writes.
 LOCK_NAME = ".ampcap.lock"
@@ -44,7 +44,7 @@ _OWNED_SUBFOLDERS = {
 }
 
 
-class OutputRefused(AmpcapError):
+class OutputRefused(UsageError):
     """An output that would write over something ampcap must keep, or a folder in use."""
 
 
@@ -110,23 +110,23 @@ def check_output_file(
     OutputRefused
         The output is an input, a folder, or a file ampcap must keep (a model, a checkpoint,
         a manifest, a take, a split).
-    AmpcapError
+    ampcap.errors.AmpcapError
         Its folder cannot be written (see :func:`ampcap.errors.write_error`).
     """
     path = Path(path)
     for source in inputs:
         if source is not None and _same(path, Path(source)):
             raise OutputRefused(
-                f"{option} {path} is also an input of this command; writing it would destroy "
-                "that input. Give another file name. Nothing was changed."
+                f"{option} {path} would overwrite {source}, an input of this command. Give "
+                "another file name; nothing was changed."
             )
     if path.is_dir():
         raise OutputRefused(f"{option} {path} is a folder; give the name of a file to write.")
     reason = _protected_reason(path, models_ok)
     if reason is not None:
         raise OutputRefused(
-            f"{option} {path} would be written over, but {reason}. Give another file name. "
-            "Nothing was changed."
+            f"{option} {path} would overwrite a file ampcap must keep: {reason}. Give another "
+            "file name; nothing was changed."
         )
     probe_folder(path.parent)
 
@@ -223,7 +223,7 @@ def folder_lock(folder: Path, command: str) -> Iterator[None]:
     ------
     OutputRefused
         Another process holds the lock: the message names the folder and its process id.
-    AmpcapError
+    ampcap.errors.AmpcapError
         ``folder`` cannot be created or written.
     """
     folder = Path(folder)
@@ -270,6 +270,13 @@ def folder_lock(folder: Path, command: str) -> Iterator[None]:
         os.close(handle)
         if created:
             _remove_if_empty(folder)
+
+
+def output_lock(path: Path, command: str) -> AbstractContextManager[None]:
+    """The :func:`folder_lock` of the session, dataset or run that the file ``path`` lies in
+    (none for a file elsewhere), for commands that write one file."""
+    owner = ampcap_folder(Path(path).absolute().parent)
+    return folder_lock(owner[0], command) if owner is not None else nullcontext()
 
 
 def _remove_if_empty(folder: Path) -> None:

@@ -21,6 +21,7 @@ from rich.table import Table
 from ampcap.console import err, print_json
 from ampcap.errors import TrainingError
 from ampcap.files import read_json
+from ampcap.outputs import atomic_output
 from ampcap.schema.run import BEST_MODEL, METRICS_NAME, load_run
 
 REPORT_NAME = "report.html"
@@ -172,7 +173,8 @@ def _plot_curves(history: dict[str, Any], path: Path) -> None:
     ax.grid(True, which="both", alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    with atomic_output(path) as tmp:
+        fig.savefig(tmp, dpi=100)
     plt.close(fig)
 
 
@@ -192,7 +194,8 @@ def _plot_settings(test: dict[str, Any], path: Path) -> None:
     ax.set_ylabel("test ESR (%)")
     ax.set_title("test ESR per knob setting (orange: held out)")
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    with atomic_output(path) as tmp:
+        fig.savefig(tmp, dpi=100)
     plt.close(fig)
 
 
@@ -307,7 +310,8 @@ def _plot_overlays(
         ax.set_ylabel("dB")
         ax.legend(loc="lower left")
     fig.tight_layout()
-    fig.savefig(path, dpi=90)
+    with atomic_output(path) as tmp:
+        fig.savefig(tmp, dpi=90)
     plt.close(fig)
 
 

@@ -23,7 +23,8 @@ from rich import box
 from rich.table import Table
 
 from ampcap.console import err, print_json
-from ampcap.files import read_audio, sha256_file
+from ampcap.files import atomic_write_bytes, read_audio, sha256_file
+from ampcap.outputs import atomic_output
 from ampcap.schema.alignment import AlignedTake, AlignmentManifest, load_alignment
 from ampcap.schema.session import MANIFEST_NAME, PROGRAM_NAME, SessionManifest, load_session
 
@@ -231,7 +232,7 @@ def write_session_report(
     clips = _write_clips(folder, session, program, [t for t in alignment.takes if t.file], rate)
     path = out / REPORT_NAME
     page = _html(folder, alignment, document, figures, len(aligned), clips)
-    path.write_text(page, encoding="utf-8")
+    atomic_write_bytes(path, page.encode("utf-8"))
     return path
 
 
@@ -322,7 +323,8 @@ def _plot_correlations(
             )
             axes[row][1].axis("off")
     fig.tight_layout()
-    fig.savefig(path, dpi=80)
+    with atomic_output(path) as tmp:
+        fig.savefig(tmp, dpi=80)
     plt.close(fig)
 
 
@@ -373,7 +375,8 @@ def _plot_markers(
             if row == 0 and col == 0:
                 axis.legend(fontsize=7, loc="upper right")
     fig.tight_layout()
-    fig.savefig(path, dpi=80)
+    with atomic_output(path) as tmp:
+        fig.savefig(tmp, dpi=80)
     plt.close(fig)
 
 
@@ -401,7 +404,8 @@ def _plot_volume(alignment: AlignmentManifest, path: Path) -> None:
     axis.set_ylabel("output RMS (dBFS)")
     axis.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path, dpi=80)
+    with atomic_output(path) as tmp:
+        fig.savefig(tmp, dpi=80)
     plt.close(fig)
 
 
@@ -429,7 +433,8 @@ def _plot_spectra(
     axis.grid(alpha=0.3, which="both")
     axis.legend(fontsize=7, ncol=2)
     fig.tight_layout()
-    fig.savefig(path, dpi=80)
+    with atomic_output(path) as tmp:
+        fig.savefig(tmp, dpi=80)
     plt.close(fig)
 
 

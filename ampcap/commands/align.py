@@ -118,10 +118,12 @@ def align(
 def _align_session(folder: Path, max_latency_seconds: float, as_json: bool) -> None:
     from ampcap.console import err, print_json, progress
     from ampcap.dataset.align import align_session
+    from ampcap.outputs import folder_lock
     from ampcap.report_session import print_alignment
     from ampcap.schema.session import load_session
 
     total = len(load_session(folder).takes)
+    click.get_current_context().with_resource(folder_lock(folder, "align"))
     with progress(transient=True) as bar:
         task = bar.add_task("aligning takes", total=total)
 
@@ -131,10 +133,7 @@ def _align_session(folder: Path, max_latency_seconds: float, as_json: bool) -> N
         manifest = align_session(folder, progress=advance, max_latency_seconds=max_latency_seconds)
     print_alignment(manifest, f"Alignment of {folder}")
     report = folder / "aligned" / "alignment.json"
-    err.print(
-        f"Aligned pairs and [bold]{report}[/bold] written. "
-        f"See the plots with `ampcap report {folder}`."
-    )
+    err.print(f"Aligned pairs and {report} written. See the plots with `ampcap report {folder}`.")
     if as_json:
         print_json(
             {
@@ -172,7 +171,10 @@ def _align_files(
 ) -> None:
     from ampcap.console import err, print_json
     from ampcap.dataset.pairs import align_files
+    from ampcap.outputs import output_lock
 
+    # The pair is written beside the output unless --out says where.
+    click.get_current_context().with_resource(output_lock(out_path or output_path, "align"))
     with err.status("measuring latency and drift"):
         result = align_files(
             input_path,

@@ -348,7 +348,10 @@ def record(
         assume_yes=assume_yes,
         device_override=device,
     )
-    err.print(f"Recording {len(plan)} take(s) through rig [bold]{rig.name}[/] into {out}")
+    from ampcap.outputs import folder_lock
+
+    click.get_current_context().with_resource(folder_lock(out, "record"))
+    err.print(f"Recording {len(plan)} take(s) through rig {rig.name} into {out}")
     result = record_session(request, monitor=LiveMeter(), say=err.print)
     if as_json:
         print_json(_summary(result))

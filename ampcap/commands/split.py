@@ -107,7 +107,10 @@ def split(
     from ampcap.console import err, print_json, progress, warn
     from ampcap.dataset.split_inputs import parse_holdout
     from ampcap.dataset.split_write import SplitOptions, build_dataset
+    from ampcap.outputs import check_output_folder, folder_lock
 
+    check_output_folder(out, sessions, option="--out")
+    click.get_current_context().with_resource(folder_lock(out, "split"))
     options = SplitOptions(
         val=val,
         test=test,
@@ -132,7 +135,7 @@ def split(
         return
     _print_table(result)
     err.print(
-        f"Dataset written to [bold]{result.folder}[/bold]"
+        f"Dataset written to {result.folder}"
         + (" (it already held this dataset; rebuilt identically)" if result.replaced_same else ""),
         soft_wrap=True,  # paths stay on one line, so they can be copied
     )

@@ -144,6 +144,7 @@ def train(
       ampcap train data/demo --out runs/demo --resume --epochs 300
     """
     from ampcap.console import err, print_json
+    from ampcap.outputs import folder_lock
     from ampcap.schema.run import MANIFEST_NAME, load_run
     from ampcap.train.data import load_training_data
     from ampcap.train.loop import TrainConfig, resolve_device, train_run
@@ -159,7 +160,8 @@ def train(
         saved_model = None
         # With a time budget the epochs are whatever fits in it.
         saved_train = TrainConfig(epochs=200 if minutes is None else 100_000)
-
+    # Held to the end; taken before the dataset loads, so an unwritable --out fails at once.
+    ctx.with_resource(folder_lock(out, "train"))
     dataset = load_training_data(data)
     if saved_model is not None:
         model_config = _override_model(saved_model, arch, hidden, layers, skip)
@@ -240,12 +242,14 @@ def _describe(config: Any) -> str:
 
 def _refuse_existing(out: Path, manifest_name: str) -> None:
     """A new run never writes into a folder that holds another run or other files."""
+    from ampcap.outputs import holds_files
+
     if (out / manifest_name).exists():
         raise TrainingError(
             f"{out} already holds a training run. Continue it with --resume, or give another "
             "--out folder (or delete this one) to start afresh."
         )
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+    if out.exists() and (not out.is_dir() or holds_files(out)):
         raise TrainingError(
             f"{out} exists and is not an empty folder; ampcap will not write a run into it. "
             "Give a new --out folder."
