@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 from rich.table import Table
+from rich.text import Text
 
 from ampcap.console import err, print_json
 from ampcap.errors import TrainingError
@@ -115,9 +116,12 @@ def show_run_report(folder: str | Path, as_json: bool = False) -> None:
     summary = run.summary
     config = run.model_config
     err.print(
-        f"[bold]{folder}[/bold]: {config['arch'].upper()}{config['hidden_size']}"
-        f"{' + skip' if config.get('skip') else ''}, status {run.status}"
-        + (f" — {run.message}" if run.message else ""),
+        Text.assemble(
+            (str(folder), "bold"),
+            f": {config['arch'].upper()}{config['hidden_size']}"
+            f"{' + skip' if config.get('skip') else ''}, status {run.status}"
+            + (f" — {run.message}" if run.message else ""),
+        ),
         soft_wrap=True,
     )
     if summary:

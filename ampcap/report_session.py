@@ -21,8 +21,9 @@ import numpy as np
 import soundfile as sf
 from rich import box
 from rich.table import Table
+from rich.text import Text
 
-from ampcap.console import err, print_json
+from ampcap.console import err, print_json, warn
 from ampcap.files import atomic_write_bytes, read_audio, sha256_file
 from ampcap.outputs import atomic_output
 from ampcap.schema.alignment import AlignedTake, AlignmentManifest, load_alignment
@@ -85,7 +86,7 @@ def alignment_table(manifest: AlignmentManifest, title: str) -> Table:
         style = _VERDICT_STYLE.get(take.verdict, "")
         table.add_row(
             _knob_label(take.knobs),
-            f"[{style}]{take.verdict}[/{style}]",
+            Text(take.verdict, style=style),
             _fmt(e.get("latency_samples"), ".3f"),
             _fmt(e.get("drift_ppm"), "+.2f"),
             _fmt(e.get("polarity"), "+d"),
@@ -109,9 +110,9 @@ def print_alignment(manifest: AlignmentManifest, title: str) -> None:
     for take in manifest.takes:
         style = _VERDICT_STYLE.get(take.verdict, "")
         for message in take.messages:
-            err.print(f"[{style}]{_knob_label(take.knobs)}:[/{style}] {message}")
+            err.print(Text.assemble((f"{_knob_label(take.knobs)}:", style), " ", message))
     for message in manifest.session_checks.get("messages", []):
-        err.print(f"[yellow]session:[/yellow] {message}")
+        err.print(Text.assemble(("session:", "yellow"), " ", message))
 
 
 def session_report_document(folder: str | Path) -> dict[str, Any]:
@@ -172,14 +173,13 @@ def show_session_report(folder: str | Path, as_json: bool = False) -> Path:
     alignment = load_alignment(folder)
     print_alignment(alignment, f"Session {folder}")
     if document["stale"]:
-        err.print(
-            f"[yellow]warning:[/yellow] session.json changed since the alignment (a take "
-            f"was added or recorded again). Run `ampcap align {folder}` to bring it up "
-            "to date."
+        warn(
+            "session.json changed since the alignment (a take was added or recorded again). "
+            f"Run `ampcap align {folder}` to bring it up to date."
         )
     with err.status("drawing the report"):
         path = write_session_report(folder, session, alignment, document)
-    err.print(f"Report: [bold]{path}[/bold]")
+    err.print(f"Report: {path}")
     if as_json:
         print_json({**document, "report": str(path)})
     return path

@@ -39,7 +39,7 @@ class LiveMeter:
 
         self._console = err
         self._progress = Progress(
-            TextColumn("[bold]{task.description}"),
+            TextColumn("{task.description}", style="bold", markup=False),
             BarColumn(),
             TaskProgressColumn(),
             TextColumn("left"),
@@ -77,6 +77,8 @@ class LiveMeter:
         self._progress.update(self._task, completed=frames_done, meter="  ".join(parts) + clip)
 
     def take_finished(self, take: Take) -> None:
+        from rich.text import Text
+
         if self._task is not None:
             self._progress.remove_task(self._task)
             self._task = None
@@ -84,9 +86,13 @@ class LiveMeter:
         peaks = ", ".join(f"{k} {v:.1f} dBFS" for k, v in take.peaks_dbfs.items())
         colour = {"complete": "green", "partial": "yellow"}.get(take.status, "red")
         self._console.print(
-            f"  [{colour}]{take.status}[/] {take.file}  {take.frames} frames"
-            + (f"  peaks: {peaks}" if peaks else "")
-            + (f"  ({take.message})" if take.message else "")
+            Text.assemble(
+                "  ",
+                (take.status, colour),
+                f" {take.file}  {take.frames} frames"
+                + (f"  peaks: {peaks}" if peaks else "")
+                + (f"  ({take.message})" if take.message else ""),
+            )
         )
 
 
@@ -160,6 +166,7 @@ def _summary(result: SessionResult) -> dict[str, Any]:
 def _print_table(result: SessionResult) -> None:
     from rich import box
     from rich.table import Table
+    from rich.text import Text
 
     from ampcap.console import err
 
@@ -184,7 +191,7 @@ def _print_table(result: SessionResult) -> None:
         )
         table.add_row(
             take.file.split("/")[-1].removesuffix(".wav"),
-            f"[{colour}]{take.status}[/]",
+            Text(take.status, style=colour),
             f"{take.frames / rate:.1f}",
             str(take.attempts),
             f"{take.peaks_dbfs.get('loopback', float('nan')):.1f}",

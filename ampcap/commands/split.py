@@ -189,7 +189,7 @@ def _print_table(result: SplitResult) -> None:
             totals[split] += minutes or 0.0
             cells.append("-" if minutes is None else f"{minutes:.2f}")
         table.add_row(label, *cells, "held out: test only" if label in heldout else "")
-    table.add_row("[bold]total[/bold]", *(f"[bold]{totals[s]:.2f}[/bold]" for s in SPLITS), "")
+    table.add_row("total", *(f"{totals[s]:.2f}" for s in SPLITS), "", style="bold")
     err.print(table)
     counts = {s: 0 for s in SPLITS}
     kinds: dict[str, dict[str, int]] = {}

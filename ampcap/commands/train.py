@@ -287,7 +287,7 @@ class _ProgressView:
 
         self.config = config
         self.progress = Progress(
-            TextColumn("[bold]{task.description}"),
+            TextColumn("{task.description}", style="bold", markup=False),
             BarColumn(),
             TimeElapsedColumn(),
             TextColumn("{task.fields[stats]}"),
