@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from ampcap.commands.options import json_option
+from ampcap.commands.options import json_option, positive
 from ampcap.errors import AlignmentError, UsageError
 
 if TYPE_CHECKING:
@@ -44,7 +44,7 @@ if TYPE_CHECKING:
 @click.option(
     "--max-latency",
     "max_latency_seconds",
-    type=float,
+    type=positive(),
     default=1.0,
     show_default=True,
     help="Largest latency searched, seconds (both signs).",
@@ -92,8 +92,6 @@ def align(
       ampcap align --input di.wav --output amp.wav --loopback lb.wav --out pair.wav --json
     """
     files_mode = any(p is not None for p in (input_path, output_path, loopback_path, out_path))
-    if max_latency_seconds <= 0:
-        raise UsageError(f"--max-latency must be above 0 seconds, not {max_latency_seconds:g}.")
     if session is not None and files_mode:
         raise UsageError(
             "Give either a SESSION folder or --input/--output files, not both. Examples: "

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from ampcap.commands.options import json_option, seed_option
+from ampcap.commands.options import count, json_option, positive, seed_option
 from ampcap.errors import UsageError
 
 if TYPE_CHECKING:
@@ -217,7 +217,7 @@ def _print_table(result: SessionResult) -> None:
 )
 @click.option(
     "--steps",
-    type=int,
+    type=count(),
     default=None,
     help="Settings per knob for --plan grid, equally spaced over its range [5].",
 )
@@ -238,7 +238,7 @@ def _print_table(result: SessionResult) -> None:
     help="grid: every combination; lhs: a Latin hypercube of --takes settings that "
     "includes the corners.",
 )
-@click.option("--takes", type=int, default=None, help="Number of settings for --plan lhs.")
+@click.option("--takes", type=count(), default=None, help="Number of settings for --plan lhs.")
 @click.option(
     "--out",
     type=click.Path(path_type=Path),
@@ -257,7 +257,7 @@ def _print_table(result: SessionResult) -> None:
 )
 @click.option(
     "--di-seconds",
-    type=float,
+    type=positive(),
     default=60.0,
     show_default=True,
     help="Length of the built-in DI, seconds (ignored with --di).",

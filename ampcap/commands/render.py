@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from ampcap.commands.export import knob_value_option, parse_knob_values
-from ampcap.commands.options import json_option
+from ampcap.commands.options import Number, count, json_option
 
 
 @click.command()
@@ -18,7 +18,7 @@ from ampcap.commands.options import json_option
 @knob_value_option
 @click.option(
     "--workers",
-    type=click.IntRange(min=1),
+    type=count(),
     default=1,
     show_default=True,
     help="Threads sharing the chunks of the signal.",
@@ -26,7 +26,7 @@ from ampcap.commands.options import json_option
 @click.option(
     "--warmup",
     "warmup_seconds",
-    type=click.FloatRange(min=0.0),
+    type=Number(0),
     default=0.5,
     show_default=True,
     metavar="SECONDS",

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from ampcap.commands.options import json_option, seed_option
+from ampcap.commands.options import Number, json_option, positive, seed_option
 
 if TYPE_CHECKING:
     from ampcap.dataset.split_write import SplitResult
@@ -24,28 +24,28 @@ if TYPE_CHECKING:
 )
 @click.option(
     "--val",
-    type=float,
+    type=Number(0, 1, below=True),
     default=0.15,
     show_default=True,
     help="Fraction of the DI material for validation.",
 )
 @click.option(
     "--test",
-    type=float,
+    type=Number(0, 1, below=True),
     default=0.15,
     show_default=True,
     help="Fraction of the DI material for testing (unheard at every knob setting).",
 )
 @click.option(
     "--block-seconds",
-    type=float,
+    type=positive(),
     default=2.0,
     show_default=True,
     help="Length of the time blocks the DI material is cut into.",
 )
 @click.option(
     "--guard-ms",
-    type=float,
+    type=Number(0),
     default=50.0,
     show_default=True,
     help="Minimum gap between blocks of different splits, trimmed from both sides.",

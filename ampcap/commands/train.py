@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from ampcap.commands.options import json_option, seed_option
+from ampcap.commands.options import count, json_option, positive, seed_option
 from ampcap.errors import TrainingError
 
 ARCHS = ("lstm", "gru", "wavenet", "mlp")
@@ -31,13 +31,13 @@ ARCHS = ("lstm", "gru", "wavenet", "mlp")
 )
 @click.option(
     "--hidden",
-    type=int,
+    type=count(),
     default=None,
     help="Hidden size: recurrent units (default 32), WaveNet channels (16), MLP width (32).",
 )
 @click.option(
     "--layers",
-    type=int,
+    type=count(),
     default=None,
     help="Recurrent layers (default 1), WaveNet layers (10 or 18), MLP hidden layers (2).",
 )
@@ -48,25 +48,25 @@ ARCHS = ("lstm", "gru", "wavenet", "mlp")
 )
 @click.option(
     "--epochs",
-    type=int,
+    type=count(),
     default=None,
     help="Epochs in all (default 200, or as many as fit in --minutes).",
 )
 @click.option(
     "--minutes",
-    type=float,
+    type=positive(),
     default=None,
     help="Training time budget in minutes; the run stops, validates and tests at it.",
 )
 @click.option(
     "--patience",
-    type=int,
+    type=count(),
     default=None,
     help="Stop when the validation loss has not improved for this many epochs (50).",
 )
 @click.option(
     "--lr",
-    type=float,
+    type=positive(),
     default=None,
     help="Adam's peak learning rate (default 1e-2; the paper: 5e-4 with --schedule constant).",
 )
@@ -93,7 +93,7 @@ ARCHS = ("lstm", "gru", "wavenet", "mlp")
 )
 @click.option(
     "--threads",
-    type=click.IntRange(1, 64),
+    type=count(1, 64),
     default=None,
     help="CPU threads (default 1). A second thread gains up to a third on an idle machine but "
     "slows training many times over when other programs share the cores.",
