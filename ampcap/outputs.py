@@ -128,7 +128,7 @@ def check_output_file(
             f"{option} {path} would overwrite a file ampcap must keep: {reason}. Give another "
             "file name; nothing was changed."
         )
-    probe_folder(path.parent)
+    probe_folder(path.parent, shown=path)
 
 
 def check_output_folder(folder: Path, inputs: Iterable[Path], *, option: str) -> None:
@@ -144,9 +144,12 @@ def check_output_folder(folder: Path, inputs: Iterable[Path], *, option: str) ->
             )
 
 
-def probe_folder(folder: Path, kept: str = "nothing was changed") -> None:
+def probe_folder(
+    folder: Path, kept: str = "nothing was changed", shown: Path | None = None
+) -> None:
     """Create ``folder`` if needed and prove a file can be made in it, or raise the clear
-    :func:`ampcap.errors.write_error` message now, before any slow work."""
+    :func:`ampcap.errors.write_error` message now, before any slow work. The message names
+    ``shown`` (the file to be written) when given, else the folder."""
     folder = Path(folder)
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -154,7 +157,7 @@ def probe_folder(folder: Path, kept: str = "nothing was changed") -> None:
         os.close(fd)
         os.unlink(name)
     except OSError as exc:
-        raise write_error(folder, exc, kept) from exc
+        raise write_error(shown or folder, exc, kept) from exc
 
 
 @contextmanager
@@ -201,13 +204,14 @@ def atomic_output(path: Path, kept: str = "nothing was changed") -> Iterator[Pat
 
 
 def _holder(handle: int) -> str:
+    """Who holds the lock, from what the lock file says: "ampcap split (PID 1234)"."""
     try:
-        text = os.pread(handle, 200, 0).decode("utf-8", "replace").split()
+        words = os.pread(handle, 200, 0).decode("utf-8", "replace").split()
     except OSError:
-        return "another process"
-    if not text:
-        return "another process"
-    return f"process {text[0]}" + (f", ampcap {' '.join(text[1:])}" if len(text) > 1 else "")
+        words = []
+    if not words:
+        return "another ampcap process"
+    return f"another ampcap {' '.join(words[1:])} (PID {words[0]})".replace("  ", " ")
 
 
 @contextmanager
@@ -241,7 +245,7 @@ def folder_lock(folder: Path, command: str) -> Iterator[None]:
                 if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
                     raise
                 raise OutputRefused(
-                    f"{folder} is being written by another ampcap ({holder}). Wait for it to "
+                    f"{folder} is being written by {holder}. Wait for it to "
                     "finish, or give another folder; nothing was changed. (A lock left by a "
                     "process that has ended is released by itself.)"
                 ) from None

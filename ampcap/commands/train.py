@@ -144,13 +144,14 @@ def train(
       ampcap train data/demo --out runs/demo --resume --epochs 300
     """
     from ampcap.console import err, print_json
-    from ampcap.outputs import folder_lock
+    from ampcap.outputs import check_output_folder, folder_lock
     from ampcap.schema.run import MANIFEST_NAME, load_run
     from ampcap.train.data import load_training_data
     from ampcap.train.loop import TrainConfig, resolve_device, train_run
     from ampcap.train.model import ModelConfig, make_config
 
     seed_given = ctx.get_parameter_source("seed") is not click.core.ParameterSource.DEFAULT
+    check_output_folder(out, (data,), option="--out")
     if resume:
         run = load_run(out)
         saved_model = ModelConfig.from_dict(run.model_config)
