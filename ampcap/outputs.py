@@ -24,7 +24,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 
-from ampcap.errors import UsageError, write_error
+from ampcap.errors import AmpcapError, UsageError, write_error
 
 #: The lock file a writing command holds inside the folder it writes.
 LOCK_NAME = ".ampcap.lock"
@@ -147,10 +147,11 @@ def check_output_folder(folder: Path, inputs: Iterable[Path], *, option: str) ->
 def probe_folder(
     folder: Path, kept: str = "nothing was changed", shown: Path | None = None
 ) -> None:
-    """Create ``folder`` if needed and prove a file can be made in it, or raise the clear
-    :func:`ampcap.errors.write_error` message now, before any slow work. The message names
-    ``shown`` (the file to be written) when given, else the folder."""
+    """Prove a file can be made in ``folder`` (created for the test, then removed), or raise
+    the clear :func:`ampcap.errors.write_error` message now, before any slow work. The message
+    names ``shown`` (the file to be written) when given, else the folder."""
     folder = Path(folder)
+    missing = [f for f in (folder, *folder.parents) if not os.path.lexists(f)]
     try:
         folder.mkdir(parents=True, exist_ok=True)
         fd, name = tempfile.mkstemp(prefix=".ampcap-probe.", dir=folder)
@@ -158,6 +159,10 @@ def probe_folder(
         os.unlink(name)
     except OSError as exc:
         raise write_error(shown or folder, exc, kept) from exc
+    finally:
+        # The writer makes them again when it writes: a refused command leaves no empty folder.
+        for made in missing:
+            _remove_if_empty(made)
 
 
 @contextmanager
@@ -195,6 +200,11 @@ def atomic_output(path: Path, kept: str = "nothing was changed") -> Iterator[Pat
         tmp = None
     except OSError as exc:
         raise write_error(path, exc, kept) from exc
+    except AmpcapError as exc:
+        # A writer that reported its own OSError named the temporary file: name the real one.
+        if isinstance(exc.__cause__, OSError):
+            raise write_error(path, exc.__cause__, kept) from exc.__cause__
+        raise
     finally:
         if tmp is not None:
             try:
