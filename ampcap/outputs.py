@@ -32,8 +32,9 @@ LOCK_NAME = ".ampcap.lock"
 PROTECTED_NAMES = frozenset(
     {"session.json", "manifest.json", "run.json", "alignment.json", "metrics.json", "program.wav"}
 )
-#: Checkpoints and trained models (ampcap's own ``.pt``) and exported NAM models.
-MODEL_SUFFIXES = frozenset({".pt", ".nam"})
+#: Exported models (``.nam``; Proteus and AIDA-X are ``.json``, as are manifests): only
+#: ``ampcap export`` writes them. Checkpoints (``.pt``) are never an output's target.
+MODEL_SUFFIXES = frozenset({".nam", ".json"})
 #: The file that marks each kind of ampcap folder.
 FOLDER_MARKERS = {"session.json": "session", "manifest.json": "dataset", "run.json": "run"}
 #: Sub-folders whose files belong to the folder's kind: takes, checkpoints, splits, exports.
@@ -79,7 +80,7 @@ def _protected_reason(path: Path, models_ok: bool) -> str | None:
     if path.suffix == ".pt":
         return "it is a model checkpoint (.pt)"
     if path.suffix in MODEL_SUFFIXES and not models_ok:
-        return f"it is a trained model ({path.suffix})"
+        return f"{path.suffix} is a model's or a manifest's suffix, and this command writes audio"
     owner = ampcap_folder(path.parent)
     if owner is not None and path.absolute().parent != owner[0]:
         folder, kind = owner

@@ -243,6 +243,9 @@ CASES = {
         f"render {{R}} {{IN}} {{R}}/model.pt --knob {KNOB}", ("{R}/model.pt", KEEP)
     ),
     "render-onto-its-nam": Case("render {NAM} {IN} {NAM}", ("{NAM}", INPUT)),
+    "render-as-json": Case(
+        f"render {{R}} {{IN}} {{NEW}}/m.json --knob {KNOB}", ("{NEW}/m.json", KEEP)
+    ),
     "render-onto-take": Case(
         f"render {{R}} {{IN}} {{S}}/takes/isf=10.wav --knob {KNOB}",
         ("{S}/takes/isf=10.wav", KEEP),
