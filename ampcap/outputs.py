@@ -28,7 +28,7 @@ from ampcap.errors import AmpcapError, UsageError, write_error
 
 #: The lock file a writing command holds inside the folder it writes.
 LOCK_NAME = ".ampcap.lock"
-#: Files that describe a session, a dataset, a run or an alignment: never an output's target.
+#: Files of a session, a dataset or a run that no output may replace.
 PROTECTED_NAMES = frozenset(
     {"session.json", "manifest.json", "run.json", "alignment.json", "metrics.json", "program.wav"}
 )
@@ -56,8 +56,8 @@ def holds_files(folder: Path) -> bool:
 
 def ampcap_folder(path: Path) -> tuple[Path, str] | None:
     """The session, dataset or run folder that ``path`` lies in (itself, its folder, or the
-    one above), with its kind; None when it lies in none."""
-    path = Path(path).absolute()
+    one above), resolved, with its kind; None when it lies in none."""
+    path = Path(path).resolve()
     for folder in (path, path.parent, path.parent.parent):
         for marker, kind in FOLDER_MARKERS.items():
             if (folder / marker).is_file():
@@ -66,7 +66,7 @@ def ampcap_folder(path: Path) -> tuple[Path, str] | None:
 
 
 def _same(a: Path, b: Path) -> bool:
-    if Path(os.path.abspath(a)) == Path(os.path.abspath(b)) or a.resolve() == b.resolve():
+    if a.resolve() == b.resolve():
         return True
     try:
         return os.path.samefile(a, b)
@@ -75,18 +75,20 @@ def _same(a: Path, b: Path) -> bool:
 
 
 def _protected_reason(path: Path, models_ok: bool) -> str | None:
-    if path.name in PROTECTED_NAMES:
-        return f"{path.name} describes an ampcap session, dataset or run"
     if path.suffix == ".pt":
         return "it is a model checkpoint (.pt)"
     if path.suffix in MODEL_SUFFIXES and not models_ok:
         return f"{path.suffix} is a model's or a manifest's suffix, and this command writes audio"
     owner = ampcap_folder(path.parent)
-    if owner is not None and path.absolute().parent != owner[0]:
-        folder, kind = owner
-        sub = path.absolute().relative_to(folder).parts[0]
-        if sub in _OWNED_SUBFOLDERS[kind] and not (models_ok and sub == "exports"):
-            return f"it lies in {sub}/ of the {kind} {folder}, which ampcap writes itself"
+    if owner is None:
+        return None
+    folder, kind = owner
+    parts = path.resolve().relative_to(folder).parts
+    if len(parts) == 1 and path.name in PROTECTED_NAMES:
+        return f"{path.name} is part of the {kind} {folder}"
+    if len(parts) > 1 and parts[0] in _OWNED_SUBFOLDERS[kind]:
+        if not (models_ok and parts[0] == "exports"):
+            return f"it lies in {parts[0]}/ of the {kind} {folder}, which ampcap writes itself"
     return None
 
 
