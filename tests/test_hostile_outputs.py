@@ -15,6 +15,7 @@ bytes, no temporary file, no lock file, no empty folder.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -387,3 +388,28 @@ def test_a_lock_left_by_a_killed_process_blocks_nobody(fx: Fixtures, tmp_path: P
     done = ampcap("split", fx.paths["S"], "--out", str(out), "--block-seconds", "0.5")
     assert done.returncode == 0, done.stderr
     assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "test", "train", "val"]
+
+
+def test_two_splits_into_one_folder_at_once_never_both_win(fx: Fixtures, tmp_path: Path) -> None:
+    """Whichever order they run in, one writes the dataset and the other is refused: at once by
+    the lock, one after the other because the folder holds a different dataset."""
+    out = tmp_path / "D"
+    runs = {
+        blocks: subprocess.Popen(
+            [sys.executable, "-m", "ampcap", "split", fx.paths["S"], "--out", str(out)]
+            + ["--block-seconds", blocks],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for blocks in ("0.5", "0.6")
+    }
+    results = {blocks: (run.wait(timeout=300), run.stderr.read()) for blocks, run in runs.items()}
+    codes = sorted(code for code, _ in results.values())
+    assert codes == [0, 2], results
+    winner = next(float(b) for b, (code, _) in results.items() if code == 0)
+    _, refusal = next(r for r in results.values() if r[0] == 2)
+    assert "being written by" in refusal or "already holds a different dataset" in refusal
+    assert "Traceback" not in refusal
+    assert json.loads((out / "manifest.json").read_text())["block_seconds"] == winner
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["D"]
