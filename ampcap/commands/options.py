@@ -60,9 +60,9 @@ class Number(click.ParamType):
         return number
 
 
-def positive(*, integer: bool = False) -> Number:
-    """A number above 0 (a duration, a rate, a size)."""
-    return Number(0, above=True, integer=integer)
+def positive() -> Number:
+    """A number above 0 (a duration, a rate)."""
+    return Number(0, above=True)
 
 
 def count(minimum: int = 1, maximum: int | None = None) -> Number:

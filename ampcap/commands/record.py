@@ -319,6 +319,7 @@ def record(
     from ampcap.capture.rig import list_rigs, load_rig
     from ampcap.capture.session import RecordRequest, record_session
     from ampcap.console import err, print_json
+    from ampcap.outputs import folder_lock
 
     if rig_name is None:
         raise UsageError(
@@ -355,8 +356,7 @@ def record(
         assume_yes=assume_yes,
         device_override=device,
     )
-    from ampcap.outputs import folder_lock
-
+    # Held until the command ends; a second writer of this session is refused.
     click.get_current_context().with_resource(folder_lock(out, "record"))
     err.print(f"Recording {len(plan)} take(s) through rig {rig.name} into {out}")
     result = record_session(request, monitor=LiveMeter(), say=err.print)
