@@ -16,7 +16,6 @@ Shared vocabulary: it imports no stage.
 
 from __future__ import annotations
 
-import errno
 import fcntl
 import os
 import tempfile
@@ -224,7 +223,7 @@ def _holder(handle: int) -> str:
         words = []
     if not words:
         return "another ampcap process"
-    return f"another ampcap {' '.join(words[1:])} (PID {words[0]})".replace("  ", " ")
+    return " ".join(["another ampcap", *words[1:], f"(PID {words[0]})"])
 
 
 @contextmanager
@@ -246,47 +245,57 @@ def folder_lock(folder: Path, command: str) -> Iterator[None]:
     folder = Path(folder)
     created = not folder.exists()
     lock = folder / LOCK_NAME
+    handle = -1
     try:
         folder.mkdir(parents=True, exist_ok=True)
         while True:
             handle = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError as exc:
+            except BlockingIOError:
                 holder = _holder(handle)
                 os.close(handle)
-                if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
-                    raise
+                handle = -1
                 raise OutputRefused(
-                    f"{folder} is being written by {holder}. Wait for it to "
-                    "finish, or give another folder; nothing was changed. (A lock left by a "
-                    "process that has ended is released by itself.)"
+                    f"{folder} is being written by {holder}. Wait for it to finish, or give "
+                    "another folder; nothing was changed. (A lock left by a process that has "
+                    "ended is released by itself.)"
                 ) from None
             # The last holder may have removed the file between our open and our lock: then
             # this lock guards nothing, take the one at the path now.
-            try:
-                if os.fstat(handle).st_ino == os.stat(lock).st_ino:
-                    break
-            except FileNotFoundError:
-                pass
+            if _is_file_at(handle, lock):
+                break
             os.close(handle)
+            handle = -1
         os.ftruncate(handle, 0)
         os.pwrite(handle, f"{os.getpid()} {command}\n".encode(), 0)
     except OSError as exc:
+        if handle >= 0:
+            os.close(handle)
         if created:
             _remove_if_empty(folder)
         raise write_error(folder, exc, "nothing was changed") from exc
     try:
         yield
     finally:
-        try:
-            if os.fstat(handle).st_ino == os.stat(lock).st_ino:
+        # Removed while still locked, so nobody can be holding this file's lock after us.
+        if _is_file_at(handle, lock):
+            try:
                 os.unlink(lock)
-        except OSError:
-            pass
+            except OSError:
+                pass
         os.close(handle)
         if created:
             _remove_if_empty(folder)
+
+
+def _is_file_at(handle: int, path: Path) -> bool:
+    """Whether the open file ``handle`` is the file at ``path`` now."""
+    try:
+        mine, there = os.fstat(handle), os.stat(path)
+    except OSError:
+        return False
+    return (mine.st_dev, mine.st_ino) == (there.st_dev, there.st_ino)
 
 
 def output_lock(path: Path, command: str) -> AbstractContextManager[None]:
