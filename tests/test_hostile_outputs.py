@@ -64,6 +64,20 @@ def _mount(*args: str) -> str | None:
     return None if done.returncode == 0 else (done.stderr.strip() or f"mount {args} failed")
 
 
+def _read_only(folder: Path) -> str | None:
+    """Make ``folder`` a read-only bind mount of itself; None when it worked, else why not."""
+    why = _mount("--bind", str(folder), str(folder))
+    if why is None:
+        why = _mount("-o", "remount,bind,ro", str(folder))
+    if why is None:
+        try:
+            (folder / "probe").write_text("")
+        except OSError:
+            return None
+        why = "the bind mount is still writable"
+    return why
+
+
 @dataclass(frozen=True)
 class Fixtures:
     root: Path
@@ -97,11 +111,7 @@ def fx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fixtures]:
     readonly.mkdir()
     shutil.copytree(root / "S", readonly / "S")
     shutil.copytree(root / "R", readonly / "R")
-    readonly_skip = _mount("--bind", str(readonly), str(readonly)) or _mount(
-        "-o", "remount,bind,ro", str(readonly)
-    )
-    if readonly_skip is None and os.access(readonly, os.W_OK) and os.geteuid() != 0:
-        readonly_skip = "the bind mount is still writable"
+    readonly_skip = _read_only(readonly)
     full = root / "full"
     full.mkdir()
     full_skip = _mount("-t", "tmpfs", "-o", "size=64k", "tmpfs", str(full))
@@ -122,7 +132,8 @@ def fx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fixtures]:
         yield Fixtures(root, {k: str(v) for k, v in paths.items()}, readonly_skip, full_skip)
     finally:
         for mounted in (readonly, full):
-            subprocess.run(["umount", str(mounted)], capture_output=True)
+            if os.path.ismount(mounted):
+                subprocess.run(["umount", str(mounted)], capture_output=True)
 
 
 def snapshot(root: Path) -> dict[str, str | None]:
@@ -341,9 +352,7 @@ def test_hostile_output_is_refused_cleanly(
 ) -> None:
     case = CASES[name]
     if case.needs == "ro" and fx.readonly_skip:
-        pytest.skip(
-            f"needs a read-only bind mount (root in a namespace that may mount): {fx.readonly_skip}"
-        )
+        pytest.skip(f"needs a read-only bind mount (root, allowed to mount): {fx.readonly_skip}")
     if case.needs == "full" and fx.full_skip:
         pytest.skip(f"needs a small tmpfs (root, allowed to mount): {fx.full_skip}")
     before = snapshot(fx.root)
