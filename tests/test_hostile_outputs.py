@@ -320,6 +320,12 @@ for command, (base, options) in NUMERIC.items():
         for value in ("nan", "inf", "-1"):
             CASES[f"{command}{option}={value}"] = Case(f"{base} {option} {value}", (f"'{option}'",))
 for value in ("nan", "inf", "-inf"):
+    CASES[f"record--range={value}:5"] = Case(
+        f"{RECORD} --out {{NEW}}/s --range {value}:5", (f"--range '{value}:5'",)
+    )
+    CASES[f"split--holdout=isf={value}"] = Case(
+        f"split {{S}} --out {{NEW}}/ds --holdout isf={value}", (f"--holdout 'isf={value}'",)
+    )
     CASES[f"export--knob=isf={value}"] = Case(
         f"export {{R}} --format nam --knob isf={value}", (f"isf={value}",)
     )
