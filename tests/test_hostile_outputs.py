@@ -131,8 +131,9 @@ def fx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fixtures]:
     try:
         yield Fixtures(root, {k: str(v) for k, v in paths.items()}, readonly_skip, full_skip)
     finally:
+        # (os.path.ismount cannot tell a bind mount of a folder onto itself: just try.)
         for mounted in (readonly, full):
-            if os.path.ismount(mounted):
+            if shutil.which("umount") is not None:
                 subprocess.run(["umount", str(mounted)], capture_output=True)
 
 
