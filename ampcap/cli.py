@@ -11,6 +11,7 @@ import os
 import sys
 
 import click
+from rich.text import Text
 
 from ampcap import __version__
 from ampcap.console import err
@@ -69,10 +70,10 @@ def main(argv: list[str] | None = None) -> None:
     except AmpcapError as exc:
         if debug:
             raise
-        err.print(f"[bold red]error:[/bold red] {exc}", soft_wrap=True)
+        err.print(Text.assemble(("error:", "bold red"), " ", str(exc)), soft_wrap=True)
         sys.exit(exc.exit_code)
     except click.exceptions.Abort:
-        err.print("[yellow]Stopped.[/yellow]")
+        err.print("Stopped.", style="yellow")
         sys.exit(130)
     except click.ClickException as exc:
         exc.show()
@@ -80,7 +81,7 @@ def main(argv: list[str] | None = None) -> None:
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
-        err.print("[yellow]Interrupted.[/yellow]")
+        err.print("Interrupted.", style="yellow")
         sys.exit(130)
     except Exception:
         if debug:
@@ -88,8 +89,11 @@ def main(argv: list[str] | None = None) -> None:
         import traceback
 
         err.print(
-            "[bold red]ampcap hit an internal error.[/bold red] This is a bug, not your input. "
-            "Run again with AMPCAP_DEBUG=1 to see the traceback and report it."
+            Text.assemble(
+                ("ampcap hit an internal error.", "bold red"),
+                " This is a bug, not your input. Run again with AMPCAP_DEBUG=1 to see the "
+                "traceback and report it.",
+            )
         )
         if os.environ.get("AMPCAP_TRACEBACK_FILE"):
             with open(os.environ["AMPCAP_TRACEBACK_FILE"], "w", encoding="utf-8") as handle:

@@ -1,4 +1,9 @@
-"""The one console: diagnostics, tables and progress go to stderr; stdout is for results only."""
+"""The one console: diagnostics, tables and progress go to stderr; stdout is for results only.
+
+Messages are plain text: the console never reads ``[...]`` in them as rich markup, so a file
+name or an option in brackets is printed as it is. Colour comes from ``style=`` or
+:class:`rich.text.Text`, never from markup inside a message.
+"""
 
 from __future__ import annotations
 
@@ -16,8 +21,9 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
+from rich.text import Text
 
-err = Console(stderr=True, highlight=False)
+err = Console(stderr=True, highlight=False, markup=False)
 
 
 def progress(*extra_columns: Any, transient: bool = False) -> Progress:
@@ -31,7 +37,7 @@ def progress(*extra_columns: Any, transient: bool = False) -> Progress:
         Remove the bar when it finishes.
     """
     return Progress(
-        TextColumn("[bold]{task.description}"),
+        TextColumn("{task.description}", style="bold", markup=False),
         BarColumn(),
         TaskProgressColumn(),
         MofNCompleteColumn(),
@@ -51,8 +57,10 @@ def print_json(document: Any) -> None:
 
 
 def info(message: str) -> None:
+    """Print a plain-text message on stderr."""
     err.print(message)
 
 
 def warn(message: str) -> None:
-    err.print(f"[yellow]warning:[/yellow] {message}")
+    """Print a plain-text warning on stderr."""
+    err.print(Text.assemble(("warning:", "yellow"), " ", message))

@@ -8,6 +8,8 @@ shows a traceback only with ``AMPCAP_DEBUG=1``.
 from __future__ import annotations
 
 import errno
+import os
+from pathlib import Path
 
 
 class AmpcapError(Exception):
@@ -57,16 +59,46 @@ class ModelFormatError(AmpcapError):
 
 
 def write_error(path: object, exc: OSError, kept: str) -> AmpcapError:
-    """The error for a file that could not be written: a full disk, or another OS error.
+    """The one error for a file or folder that could not be written, saying why and what to do.
 
-    ``kept`` says what the user still has, e.g. "files written before this one are intact".
+    A read-only disk, a denied permission, a folder on the path that is really a file, a file
+    where a folder is needed, a full disk: each gets its own sentence naming ``path``. ``kept``
+    says what the user still has, e.g. "files written before this one are intact".
     """
-    if exc.errno == errno.ENOSPC:
+    code = exc.errno
+    if code in (errno.ENOSPC, errno.EDQUOT):
         return AmpcapError(
             f"The disk is full: could not write {path}. Free some space and run the command "
             f"again; {kept}."
         )
+    if code == errno.EROFS:
+        reason = "it is on a read-only file system"
+        advice = "Give an output on a writable disk (or remount that one read-write)"
+    elif code in (errno.EACCES, errno.EPERM):
+        reason = "permission denied"
+        advice = "Give an output folder you may write to, or change that folder's permissions"
+    elif code in (errno.ENOTDIR, errno.EEXIST, errno.EISDIR):
+        blocker = _not_a_folder(Path(os.fspath(path)))  # type: ignore[call-overload]
+        if blocker is not None:
+            reason = f"{blocker} is a file, not a folder"
+        elif code == errno.EISDIR:
+            reason = "it is a folder, not a file"
+        else:
+            reason = exc.strerror or str(exc)
+        advice = "Give another output path"
+    else:
+        reason = exc.strerror or str(exc)
+        advice = "Check the folder exists and is writable"
     return AmpcapError(
-        f"Could not write {path}: {exc.strerror or exc}. Check the folder exists and is "
-        f"writable, then run the command again; {kept}."
+        f"Could not write {path}: {reason}. {advice}, then run the command again; {kept}."
     )
+
+
+def _not_a_folder(path: Path) -> Path | None:
+    """The first of ``path``'s folders (or ``path`` itself) that exists and is not a folder."""
+    for candidate in reversed((path, *path.parents)):
+        if candidate.exists() and not candidate.is_dir():
+            return candidate
+        if not candidate.exists():
+            return None
+    return None

@@ -8,7 +8,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,44 +15,21 @@ from typing import Any
 import numpy as np
 import soundfile as sf
 
-from ampcap.errors import AmpcapError, AudioFileError, write_error
+from ampcap.errors import AmpcapError, AudioFileError
+from ampcap.outputs import atomic_output
 from ampcap.wavstream import WavStreamWriter
 
-
-def _disk_error(path: Path, exc: OSError) -> AmpcapError:
-    return write_error(path, exc, "files written before this one are intact")
+KEPT = "files written before this one are intact"
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
     """Replace ``path`` with ``data`` so that a reader sees the old or the new file, never half.
 
-    The bytes go to a temporary file in the same folder, are flushed to disk, then renamed over
-    ``path``. On a write error (disk full, folder removed) the old file is left untouched and an
-    :class:`AmpcapError` says so.
+    Written through :func:`ampcap.outputs.atomic_output`: on a write error (disk full, folder
+    removed, read-only) the old file is left untouched and an :class:`AmpcapError` says so.
     """
-    path = Path(path)
-    tmp_name = None
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        # mkstemp makes the file private (0600); give it the mode a plain open() would.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp_name, 0o666 & ~umask)
-        os.replace(tmp_name, path)
-        tmp_name = None
-    except OSError as exc:
-        raise _disk_error(path, exc) from exc
-    finally:
-        if tmp_name is not None:
-            try:
-                os.unlink(tmp_name)
-            except OSError:
-                pass
+    with atomic_output(Path(path), KEPT) as tmp:
+        tmp.write_bytes(data)
 
 
 def atomic_write_json(path: str | os.PathLike[str], document: Any) -> None:
@@ -241,17 +217,10 @@ def write_audio(path: str | os.PathLike[str], samples: np.ndarray, sample_rate_h
     The file holds the format and the samples only, so the same samples give the same bytes
     (libsndfile would stamp the time of writing into a float WAV).
     """
-    path = Path(path)
     samples = np.asarray(samples, dtype=np.float32)
     channels = 1 if samples.ndim == 1 else samples.shape[1]
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with WavStreamWriter(tmp, sample_rate_hz, channels, sha256=False) as writer:
-            writer.write(samples.reshape(len(samples), channels))
-        os.replace(tmp, path)
-    except OSError as exc:
-        raise _disk_error(path, exc) from exc
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    with (
+        atomic_output(Path(path), KEPT) as tmp,
+        WavStreamWriter(tmp, sample_rate_hz, channels, sha256=False) as writer,
+    ):
+        writer.write(samples.reshape(len(samples), channels))

@@ -17,6 +17,8 @@ from urllib.parse import quote
 import numpy as np
 import soundfile as sf
 
+from ampcap.outputs import atomic_output
+
 #: Seconds of each clip: long enough for a riff, short enough to keep a report small.
 CLIP_SECONDS = 3.0
 #: Fade in and out, seconds: no click where the clip is cut out of the recording.
@@ -66,10 +68,10 @@ def write_clip(path: Path, samples: np.ndarray, sample_rate_hz: int, gain: float
         ramp = 0.5 - 0.5 * np.cos(np.linspace(0.0, math.pi, fade))
         clip[:fade] *= ramp
         clip[-fade:] *= ramp[::-1]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    sf.write(
-        str(path), clip.astype(np.float32), int(sample_rate_hz), format="OGG", subtype="VORBIS"
-    )
+    with atomic_output(path) as tmp:
+        sf.write(
+            str(tmp), clip.astype(np.float32), int(sample_rate_hz), format="OGG", subtype="VORBIS"
+        )
     return path
 
 

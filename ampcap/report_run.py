@@ -17,10 +17,12 @@ from typing import Any
 
 import numpy as np
 from rich.table import Table
+from rich.text import Text
 
 from ampcap.console import err, print_json
 from ampcap.errors import TrainingError
 from ampcap.files import read_json
+from ampcap.outputs import atomic_output
 from ampcap.schema.run import BEST_MODEL, METRICS_NAME, load_run
 
 REPORT_NAME = "report.html"
@@ -114,9 +116,12 @@ def show_run_report(folder: str | Path, as_json: bool = False) -> None:
     summary = run.summary
     config = run.model_config
     err.print(
-        f"[bold]{folder}[/bold]: {config['arch'].upper()}{config['hidden_size']}"
-        f"{' + skip' if config.get('skip') else ''}, status {run.status}"
-        + (f" — {run.message}" if run.message else ""),
+        Text.assemble(
+            (str(folder), "bold"),
+            f": {config['arch'].upper()}{config['hidden_size']}"
+            f"{' + skip' if config.get('skip') else ''}, status {run.status}"
+            + (f" — {run.message}" if run.message else ""),
+        ),
         soft_wrap=True,
     )
     if summary:
@@ -172,7 +177,8 @@ def _plot_curves(history: dict[str, Any], path: Path) -> None:
     ax.grid(True, which="both", alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    with atomic_output(path) as tmp:
+        fig.savefig(tmp, dpi=100)
     plt.close(fig)
 
 
@@ -192,7 +198,8 @@ def _plot_settings(test: dict[str, Any], path: Path) -> None:
     ax.set_ylabel("test ESR (%)")
     ax.set_title("test ESR per knob setting (orange: held out)")
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    with atomic_output(path) as tmp:
+        fig.savefig(tmp, dpi=100)
     plt.close(fig)
 
 
@@ -307,7 +314,8 @@ def _plot_overlays(
         ax.set_ylabel("dB")
         ax.legend(loc="lower left")
     fig.tight_layout()
-    fig.savefig(path, dpi=90)
+    with atomic_output(path) as tmp:
+        fig.savefig(tmp, dpi=90)
     plt.close(fig)
 
 

@@ -21,9 +21,11 @@ import numpy as np
 import soundfile as sf
 from rich import box
 from rich.table import Table
+from rich.text import Text
 
-from ampcap.console import err, print_json
-from ampcap.files import read_audio, sha256_file
+from ampcap.console import err, print_json, warn
+from ampcap.files import atomic_write_bytes, read_audio, sha256_file
+from ampcap.outputs import atomic_output
 from ampcap.schema.alignment import AlignedTake, AlignmentManifest, load_alignment
 from ampcap.schema.session import MANIFEST_NAME, PROGRAM_NAME, SessionManifest, load_session
 
@@ -84,7 +86,7 @@ def alignment_table(manifest: AlignmentManifest, title: str) -> Table:
         style = _VERDICT_STYLE.get(take.verdict, "")
         table.add_row(
             _knob_label(take.knobs),
-            f"[{style}]{take.verdict}[/{style}]",
+            Text(take.verdict, style=style),
             _fmt(e.get("latency_samples"), ".3f"),
             _fmt(e.get("drift_ppm"), "+.2f"),
             _fmt(e.get("polarity"), "+d"),
@@ -108,9 +110,9 @@ def print_alignment(manifest: AlignmentManifest, title: str) -> None:
     for take in manifest.takes:
         style = _VERDICT_STYLE.get(take.verdict, "")
         for message in take.messages:
-            err.print(f"[{style}]{_knob_label(take.knobs)}:[/{style}] {message}")
+            err.print(Text.assemble((f"{_knob_label(take.knobs)}:", style), " ", message))
     for message in manifest.session_checks.get("messages", []):
-        err.print(f"[yellow]session:[/yellow] {message}")
+        err.print(Text.assemble(("session:", "yellow"), " ", message))
 
 
 def session_report_document(folder: str | Path) -> dict[str, Any]:
@@ -171,14 +173,13 @@ def show_session_report(folder: str | Path, as_json: bool = False) -> Path:
     alignment = load_alignment(folder)
     print_alignment(alignment, f"Session {folder}")
     if document["stale"]:
-        err.print(
-            f"[yellow]warning:[/yellow] session.json changed since the alignment (a take "
-            f"was added or recorded again). Run `ampcap align {folder}` to bring it up "
-            "to date."
+        warn(
+            "session.json changed since the alignment (a take was added or recorded again). "
+            f"Run `ampcap align {folder}` to bring it up to date."
         )
     with err.status("drawing the report"):
         path = write_session_report(folder, session, alignment, document)
-    err.print(f"Report: [bold]{path}[/bold]")
+    err.print(f"Report: {path}")
     if as_json:
         print_json({**document, "report": str(path)})
     return path
@@ -231,7 +232,7 @@ def write_session_report(
     clips = _write_clips(folder, session, program, [t for t in alignment.takes if t.file], rate)
     path = out / REPORT_NAME
     page = _html(folder, alignment, document, figures, len(aligned), clips)
-    path.write_text(page, encoding="utf-8")
+    atomic_write_bytes(path, page.encode("utf-8"))
     return path
 
 
@@ -322,7 +323,8 @@ def _plot_correlations(
             )
             axes[row][1].axis("off")
     fig.tight_layout()
-    fig.savefig(path, dpi=80)
+    with atomic_output(path) as tmp:
+        fig.savefig(tmp, dpi=80)
     plt.close(fig)
 
 
@@ -373,7 +375,8 @@ def _plot_markers(
             if row == 0 and col == 0:
                 axis.legend(fontsize=7, loc="upper right")
     fig.tight_layout()
-    fig.savefig(path, dpi=80)
+    with atomic_output(path) as tmp:
+        fig.savefig(tmp, dpi=80)
     plt.close(fig)
 
 
@@ -401,7 +404,8 @@ def _plot_volume(alignment: AlignmentManifest, path: Path) -> None:
     axis.set_ylabel("output RMS (dBFS)")
     axis.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path, dpi=80)
+    with atomic_output(path) as tmp:
+        fig.savefig(tmp, dpi=80)
     plt.close(fig)
 
 
@@ -429,7 +433,8 @@ def _plot_spectra(
     axis.grid(alpha=0.3, which="both")
     axis.legend(fontsize=7, ncol=2)
     fig.tight_layout()
-    fig.savefig(path, dpi=80)
+    with atomic_output(path) as tmp:
+        fig.savefig(tmp, dpi=80)
     plt.close(fig)
 
 

@@ -12,6 +12,7 @@ Values are rounded to 0.01 of a dial number, the finest anyone sets a dial to.
 from __future__ import annotations
 
 import itertools
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -38,6 +39,8 @@ def parse_range(text: str) -> tuple[float, float]:
         if not sep:
             raise ValueError
         values = float(low), float(high)
+        if not all(math.isfinite(v) for v in values):
+            raise ValueError
     except ValueError:
         raise UsageError(f"--range {text!r} is not a range like 0:10 (minimum:maximum).") from None
     if not values[0] <= values[1]:

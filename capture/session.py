@@ -46,6 +46,7 @@ from ampcap.capture.program import BuiltProgram, ProgramFile, build_program_file
 from ampcap.capture.rig import Rig
 from ampcap.errors import AmpcapError, AudioFileError, CaptureError, SessionError, UsageError
 from ampcap.files import audio_info, read_audio
+from ampcap.outputs import atomic_output, holds_files
 from ampcap.schema.session import (
     MANIFEST_NAME,
     PROGRAM_NAME,
@@ -282,7 +283,7 @@ def open_folder(out: Path, wanted: SessionManifest) -> SessionManifest | None:
     """
     if out.exists() and not out.is_dir():
         raise SessionError(f"--out {out} is a file, not a folder. Give a folder for the session.")
-    if not out.exists() or not any(out.iterdir()):
+    if not out.exists() or not holds_files(out):
         return None
     if not (out / MANIFEST_NAME).exists():
         raise SessionError(
@@ -335,16 +336,9 @@ def _write_program(folder: Path, program: ProgramFile) -> None:
     try:
         os.replace(program.path, path)
     except OSError:
-        partial = folder / f".{PROGRAM_NAME}.tmp"
-        try:
+        kept = "nothing was played; free some disk space and run the same command again to resume"
+        with atomic_output(path, kept) as partial:
             shutil.copyfile(program.path, partial)
-            os.replace(partial, path)
-        except OSError as exc:
-            partial.unlink(missing_ok=True)
-            raise CaptureError(
-                f"{path} could not be written ({exc}); nothing was played. Free some disk "
-                "space and run the same command again to resume."
-            ) from exc
 
 
 def program_samples(path: Path, frames: int) -> np.ndarray:

@@ -34,8 +34,9 @@ from typing import Any
 import numpy as np
 
 from ampcap import __version__
-from ampcap.errors import AlignmentError, AmpcapError, AudioFileError, SessionError
+from ampcap.errors import AlignmentError, AudioFileError, SessionError
 from ampcap.files import read_audio, sha256_array, sha256_file
+from ampcap.outputs import atomic_output
 from ampcap.schema.alignment import (
     ALIGNED_DIR,
     AlignedTake,
@@ -701,30 +702,22 @@ def render_aligned(
     """
     path = Path(path)
     frames = len(program) if frames is None else frames
-    tmp = path.with_name(f".{path.name}.tmp")
     kept = [np.zeros(length, dtype=np.float32) for _, length in keep]
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+    # A unique temporary file: two alignments of one session never write the same one.
+    with (
+        atomic_output(path, "raw takes are untouched") as tmp,
         # No hash of the samples: nothing reads it, and it costs a few percent of the time.
-        with WavStreamWriter(tmp, sample_rate_hz, 2, sha256=False) as writer:
-            for start, stop, source, target in _rendered_chunks(
-                program, channels, plan, frames, chunk_frames
-            ):
-                target = plan.target_polarity * target
-                writer.write(np.column_stack([plan.input_polarity * source, target]))
-                for (first, length), out in zip(keep, kept, strict=True):
-                    lo, hi = max(first, start), min(first + length, stop)
-                    if hi > lo:
-                        out[lo - first : hi - first] = target[lo - start : hi - start]
-        os.replace(tmp, path)
-    except OSError as exc:
-        raise AmpcapError(
-            f"Could not write {path}: {exc.strerror or exc}. Check the disk has room and the "
-            "folder is writable, then run `ampcap align` again; raw takes are untouched."
-        ) from exc
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+        WavStreamWriter(tmp, sample_rate_hz, 2, sha256=False) as writer,
+    ):
+        for start, stop, source, target in _rendered_chunks(
+            program, channels, plan, frames, chunk_frames
+        ):
+            target = plan.target_polarity * target
+            writer.write(np.column_stack([plan.input_polarity * source, target]))
+            for (first, length), out in zip(keep, kept, strict=True):
+                lo, hi = max(first, start), min(first + length, stop)
+                if hi > lo:
+                    out[lo - first : hi - first] = target[lo - start : hi - start]
     return kept
 
 

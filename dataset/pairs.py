@@ -18,8 +18,9 @@ from typing import Any
 
 import numpy as np
 
-from ampcap.errors import AlignmentError, AudioFileError, UsageError
+from ampcap.errors import AlignmentError, AudioFileError
 from ampcap.files import audio_info, read_audio
+from ampcap.outputs import check_output_file
 
 from .align import (
     DRIFT_THRESHOLD_SAMPLES,
@@ -296,12 +297,7 @@ def align_files(
         if out_path is not None
         else output_path.with_name(f"{output_path.stem}.aligned.wav")
     )
-    for given in (input_path, output_path, loopback):
-        if given is not None and out.resolve() == given.resolve():
-            raise UsageError(
-                f"--out {out} would overwrite {given}, one of the recordings being aligned. "
-                "Choose another file name."
-            )
+    check_output_file(out, (input_path, output_path, loopback), option="--out")
     source = _read_mono(input_path, "input", None, None)
     rate = audio_info(input_path).sample_rate_hz
     recorded = _read_mono(output_path, "output", rate, input_path)

@@ -38,6 +38,7 @@ from ampcap.dataset.split_inputs import (
     setting_label,
 )
 from ampcap.errors import AmpcapError, AudioFileError, DatasetError
+from ampcap.outputs import holds_files
 from ampcap.schema.dataset import (
     MANIFEST_NAME,
     SCHEMA_VERSION,
@@ -115,7 +116,7 @@ def _existing_created_at(out: Path, print_: str) -> str | None:
         return None
     if not out.is_dir():
         raise DatasetError(f"--out {out} is a file, not a folder. Choose another --out.")
-    if not any(out.iterdir()):
+    if not holds_files(out):
         return None
     if not (out / MANIFEST_NAME).exists():
         raise DatasetError(

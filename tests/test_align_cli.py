@@ -107,7 +107,7 @@ def test_align_files_json(tmp_path: Path) -> None:
         (("align", "nowhere"), "not a capture session"),
         (("align", "x", "--input", "a.wav", "--output", "b.wav"), "not both"),
         (("align", "--input", "missing.wav", "--output", "b.wav"), "missing.wav does not exist"),
-        (("align", "x", "--max-latency", "0"), "--max-latency must be above 0"),
+        (("align", "x", "--max-latency", "0"), "'--max-latency': must be above 0"),
     ],
 )
 def test_align_user_errors_exit_2_with_a_message(

@@ -133,7 +133,7 @@ def test_render_input_problems(
     code, _, stderr = run_cli(capsys, "render", run_dir, nan, tmp_path / "o.wav", "--knob", "isf=1")
     assert code == 2 and "NaN" in stderr
     code, _, stderr = run_cli(capsys, "render", run_dir, di, di, "--knob", "isf=1")
-    assert code == 2 and "is the input file" in stderr
+    assert code == 2 and "an input of this command" in stderr
     code, _, stderr = run_cli(capsys, "render", run_dir, di, tmp_path / "o.wav")
     assert code == 2 and "--knob isf=VALUE (0..10)" in stderr
     assert not (tmp_path / "o.wav").exists()

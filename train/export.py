@@ -32,6 +32,7 @@ import numpy as np
 from ampcap import __version__
 from ampcap.errors import AmpcapError, ModelFormatError, UsageError
 from ampcap.files import atomic_write_json, read_json
+from ampcap.outputs import check_output_file
 from ampcap.schema.session import Knob
 
 FORMATS = ("nam", "proteus", "aidax")
@@ -863,12 +864,16 @@ def export_model(
     Raises
     ------
     UsageError
-        Unknown format, unknown knob, value outside the knob's range, a missing knob for ``.nam``.
+        Unknown format, unknown knob, value outside the knob's range, a missing knob for ``.nam``,
+        or a ``path`` ampcap must keep (a checkpoint, a manifest: see
+        :func:`ampcap.outputs.check_output_file`).
     ModelFormatError
         The model cannot be written in this format (GRU or skip to ``.nam``, WaveNet...).
     """
     if fmt not in FORMATS:
         raise UsageError(f"Unknown export format {fmt!r}; use one of {', '.join(FORMATS)}.")
+    path = Path(path)
+    check_output_file(path, option="--out", models_ok=True)
     knobs = tuple(
         Knob(str(k["name"]), float(k["minimum"]), float(k["maximum"]))
         for k in checkpoint.get("knobs", ())
@@ -890,7 +895,6 @@ def export_model(
     else:
         document = aidax_document(folded, sample_rate_hz, knobs)
         notes = aidax_warnings(folded, sample_rate_hz)
-    path = Path(path)
     atomic_write_json(path, document)
     return ExportResult(path, fmt, setting, tuple(notes))
 

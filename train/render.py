@@ -40,6 +40,7 @@ import torch
 
 from ampcap.errors import AudioFileError, ModelFormatError, UsageError
 from ampcap.files import audio_info, read_audio, write_audio
+from ampcap.outputs import check_output_file
 from ampcap.schema.session import Knob
 from ampcap.train.export import (
     RecurrentWeights,
@@ -705,17 +706,18 @@ def render_file(
     AudioFileError
         Missing, corrupt, stereo, NaN-holding input, or a rate mismatch with ``resample=False``.
     UsageError
-        Bad knob values, or ``out_path`` naming the input file.
+        Bad knob values, or an ``out_path`` that is an input, a model or another file ampcap
+        keeps (:func:`ampcap.outputs.check_output_file`).
     ModelFormatError
         A model file ampcap cannot read.
     """
     in_path, out_path = Path(in_path), Path(out_path)
     if not (math.isfinite(warmup_seconds) and warmup_seconds >= 0):
         raise UsageError(f"--warmup must be 0 seconds or more, not {warmup_seconds:g}.")
+    model_path = Path(model_path)
+    check_output_file(out_path, (model_path, in_path), option="OUT.wav")
     loaded = load_any_model(model_path)
     inputs = knob_inputs(loaded, knobs or {})
-    if out_path.resolve() == in_path.resolve():
-        raise UsageError(f"{out_path} is the input file; give another name for the output.")
     info = audio_info(in_path)
     if info.channels != 1:
         raise AudioFileError(

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from ampcap.commands.options import json_option
+from ampcap.commands.options import json_option, positive
 from ampcap.errors import AlignmentError, UsageError
 
 if TYPE_CHECKING:
@@ -44,7 +44,7 @@ if TYPE_CHECKING:
 @click.option(
     "--max-latency",
     "max_latency_seconds",
-    type=float,
+    type=positive(),
     default=1.0,
     show_default=True,
     help="Largest latency searched, seconds (both signs).",
@@ -92,8 +92,6 @@ def align(
       ampcap align --input di.wav --output amp.wav --loopback lb.wav --out pair.wav --json
     """
     files_mode = any(p is not None for p in (input_path, output_path, loopback_path, out_path))
-    if max_latency_seconds <= 0:
-        raise UsageError(f"--max-latency must be above 0 seconds, not {max_latency_seconds:g}.")
     if session is not None and files_mode:
         raise UsageError(
             "Give either a SESSION folder or --input/--output files, not both. Examples: "
@@ -118,10 +116,12 @@ def align(
 def _align_session(folder: Path, max_latency_seconds: float, as_json: bool) -> None:
     from ampcap.console import err, print_json, progress
     from ampcap.dataset.align import align_session
+    from ampcap.outputs import folder_lock
     from ampcap.report_session import print_alignment
     from ampcap.schema.session import load_session
 
     total = len(load_session(folder).takes)
+    click.get_current_context().with_resource(folder_lock(folder, "align"))
     with progress(transient=True) as bar:
         task = bar.add_task("aligning takes", total=total)
 
@@ -131,10 +131,7 @@ def _align_session(folder: Path, max_latency_seconds: float, as_json: bool) -> N
         manifest = align_session(folder, progress=advance, max_latency_seconds=max_latency_seconds)
     print_alignment(manifest, f"Alignment of {folder}")
     report = folder / "aligned" / "alignment.json"
-    err.print(
-        f"Aligned pairs and [bold]{report}[/bold] written. "
-        f"See the plots with `ampcap report {folder}`."
-    )
+    err.print(f"Aligned pairs and {report} written. See the plots with `ampcap report {folder}`.")
     if as_json:
         print_json(
             {
@@ -172,7 +169,10 @@ def _align_files(
 ) -> None:
     from ampcap.console import err, print_json
     from ampcap.dataset.pairs import align_files
+    from ampcap.outputs import output_lock
 
+    # The pair is written beside the output unless --out says where.
+    click.get_current_context().with_resource(output_lock(out_path or output_path, "align"))
     with err.status("measuring latency and drift"):
         result = align_files(
             input_path,

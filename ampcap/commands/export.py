@@ -119,16 +119,18 @@ def export(
       ampcap export runs/demo --format proteus --json
     """
     from ampcap.console import info, print_json, warn
+    from ampcap.outputs import check_output_file, output_lock
     from ampcap.train.checkpoint import load_model
     from ampcap.train.export import NamMetadata, default_file_name, export_model
 
     values = parse_knob_values(knob_values)
     checkpoint_path = _checkpoint_path(run)
-    model, checkpoint = load_model(checkpoint_path)
     stem = (run if run.is_dir() else checkpoint_path.parent).resolve().name
     if out is None:
         base = run if run.is_dir() else checkpoint_path.parent
         out = base / "exports" / default_file_name(stem, fmt, values)
+    check_output_file(out, (checkpoint_path,), option="--out", models_ok=True)
+    model, checkpoint = load_model(checkpoint_path)
     metadata = NamMetadata(
         name=name or f"{stem} {','.join(f'{k}={v:g}' for k, v in values.items())}".strip(),
         modeled_by=modeled_by,
@@ -137,7 +139,8 @@ def export(
         gear_type=gear_type,
         tone_type=tone_type,
     )
-    result = export_model(model, checkpoint, fmt, out, values, metadata)
+    with output_lock(out, "export"):
+        result = export_model(model, checkpoint, fmt, out, values, metadata)
     for note in result.warnings:
         warn(note)
     if as_json:

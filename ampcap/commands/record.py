@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from ampcap.commands.options import json_option, seed_option
+from ampcap.commands.options import count, json_option, positive, seed_option
 from ampcap.errors import UsageError
 
 if TYPE_CHECKING:
@@ -39,7 +39,7 @@ class LiveMeter:
 
         self._console = err
         self._progress = Progress(
-            TextColumn("[bold]{task.description}"),
+            TextColumn("{task.description}", style="bold", markup=False),
             BarColumn(),
             TaskProgressColumn(),
             TextColumn("left"),
@@ -77,6 +77,8 @@ class LiveMeter:
         self._progress.update(self._task, completed=frames_done, meter="  ".join(parts) + clip)
 
     def take_finished(self, take: Take) -> None:
+        from rich.text import Text
+
         if self._task is not None:
             self._progress.remove_task(self._task)
             self._task = None
@@ -84,9 +86,13 @@ class LiveMeter:
         peaks = ", ".join(f"{k} {v:.1f} dBFS" for k, v in take.peaks_dbfs.items())
         colour = {"complete": "green", "partial": "yellow"}.get(take.status, "red")
         self._console.print(
-            f"  [{colour}]{take.status}[/] {take.file}  {take.frames} frames"
-            + (f"  peaks: {peaks}" if peaks else "")
-            + (f"  ({take.message})" if take.message else "")
+            Text.assemble(
+                "  ",
+                (take.status, colour),
+                f" {take.file}  {take.frames} frames"
+                + (f"  peaks: {peaks}" if peaks else "")
+                + (f"  ({take.message})" if take.message else ""),
+            )
         )
 
 
@@ -160,6 +166,7 @@ def _summary(result: SessionResult) -> dict[str, Any]:
 def _print_table(result: SessionResult) -> None:
     from rich import box
     from rich.table import Table
+    from rich.text import Text
 
     from ampcap.console import err
 
@@ -184,7 +191,7 @@ def _print_table(result: SessionResult) -> None:
         )
         table.add_row(
             take.file.split("/")[-1].removesuffix(".wav"),
-            f"[{colour}]{take.status}[/]",
+            Text(take.status, style=colour),
             f"{take.frames / rate:.1f}",
             str(take.attempts),
             f"{take.peaks_dbfs.get('loopback', float('nan')):.1f}",
@@ -210,7 +217,7 @@ def _print_table(result: SessionResult) -> None:
 )
 @click.option(
     "--steps",
-    type=int,
+    type=count(),
     default=None,
     help="Settings per knob for --plan grid, equally spaced over its range [5].",
 )
@@ -231,7 +238,7 @@ def _print_table(result: SessionResult) -> None:
     help="grid: every combination; lhs: a Latin hypercube of --takes settings that "
     "includes the corners.",
 )
-@click.option("--takes", type=int, default=None, help="Number of settings for --plan lhs.")
+@click.option("--takes", type=count(), default=None, help="Number of settings for --plan lhs.")
 @click.option(
     "--out",
     type=click.Path(path_type=Path),
@@ -250,7 +257,7 @@ def _print_table(result: SessionResult) -> None:
 )
 @click.option(
     "--di-seconds",
-    type=float,
+    type=positive(),
     default=60.0,
     show_default=True,
     help="Length of the built-in DI, seconds (ignored with --di).",
@@ -312,6 +319,7 @@ def record(
     from ampcap.capture.rig import list_rigs, load_rig
     from ampcap.capture.session import RecordRequest, record_session
     from ampcap.console import err, print_json
+    from ampcap.outputs import folder_lock
 
     if rig_name is None:
         raise UsageError(
@@ -348,7 +356,9 @@ def record(
         assume_yes=assume_yes,
         device_override=device,
     )
-    err.print(f"Recording {len(plan)} take(s) through rig [bold]{rig.name}[/] into {out}")
+    # Held until the command ends; a second writer of this session is refused.
+    click.get_current_context().with_resource(folder_lock(out, "record"))
+    err.print(f"Recording {len(plan)} take(s) through rig {rig.name} into {out}")
     result = record_session(request, monitor=LiveMeter(), say=err.print)
     if as_json:
         print_json(_summary(result))

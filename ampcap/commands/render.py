@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from ampcap.commands.export import knob_value_option, parse_knob_values
-from ampcap.commands.options import json_option
+from ampcap.commands.options import Number, count, json_option
 
 
 @click.command()
@@ -18,7 +18,7 @@ from ampcap.commands.options import json_option
 @knob_value_option
 @click.option(
     "--workers",
-    type=click.IntRange(min=1),
+    type=count(),
     default=1,
     show_default=True,
     help="Threads sharing the chunks of the signal.",
@@ -26,7 +26,7 @@ from ampcap.commands.options import json_option
 @click.option(
     "--warmup",
     "warmup_seconds",
-    type=click.FloatRange(min=0.0),
+    type=Number(0),
     default=0.5,
     show_default=True,
     metavar="SECONDS",
@@ -65,16 +65,30 @@ def render(
       ampcap render runs/demo/exports/demo-aidax.json di.wav out.wav --knob isf=7.5 --json
     """
     from ampcap.console import err, info, print_json, progress, warn
+    from ampcap.outputs import output_lock
     from ampcap.train.render import render_file
 
     values = parse_knob_values(knob_values)
-    if err.is_terminal:
-        with progress(transient=True) as bar:
-            task = bar.add_task("rendering", total=None)
+    with output_lock(out_path, "render"):
+        if err.is_terminal:
+            with progress(transient=True) as bar:
+                task = bar.add_task("rendering", total=None)
 
-            def update(done: int, total: int) -> None:
-                bar.update(task, completed=done, total=total)
+                def update(done: int, total: int) -> None:
+                    bar.update(task, completed=done, total=total)
 
+                result = render_file(
+                    model,
+                    in_path,
+                    out_path,
+                    values,
+                    resample=resample,
+                    workers=workers,
+                    on_progress=update,
+                    warmup_seconds=warmup_seconds,
+                )
+        else:
+            # No bar when stderr is a file or a pipe: it would only leave an empty line behind.
             result = render_file(
                 model,
                 in_path,
@@ -82,20 +96,8 @@ def render(
                 values,
                 resample=resample,
                 workers=workers,
-                on_progress=update,
                 warmup_seconds=warmup_seconds,
             )
-    else:
-        # No bar when stderr is a file or a pipe: it would only leave an empty line behind.
-        result = render_file(
-            model,
-            in_path,
-            out_path,
-            values,
-            resample=resample,
-            workers=workers,
-            warmup_seconds=warmup_seconds,
-        )
     for note in result.notices:
         warn(note)
     stats = result.stats
@@ -122,7 +124,7 @@ def render(
     else:
         info(
             f"Wrote {result.out_path}: {result.audio_seconds:.1f} s rendered in "
-            f"{result.wall_seconds:.2f} s, [bold]{result.real_time_factor:.0f}x real time[/bold] "
+            f"{result.wall_seconds:.2f} s, {result.real_time_factor:.0f}x real time "
             f"({stats.chunks} chunk(s), {result.warmup_seconds:g} s of silence first, "
             f"peak {result.peak_dbfs:+.1f} dBFS)."
         )

@@ -25,6 +25,11 @@ def report(folder: Path, as_json: bool) -> None:
       ampcap report captures/demo
       ampcap report runs/demo
     """
+    from ampcap.outputs import folder_lock
+
+    if (folder / "session.json").exists() or (folder / "run.json").exists():
+        # The report's files are written inside FOLDER.
+        click.get_current_context().with_resource(folder_lock(folder, "report"))
     if (folder / "session.json").exists():
         from ampcap.report_session import show_session_report
 

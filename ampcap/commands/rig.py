@@ -149,6 +149,7 @@ def check(rig_name: str, device: str | None, as_json: bool) -> None:
       ampcap rig check --rig usb2x2 --device Scarlett
     """
     from rich.table import Table
+    from rich.text import Text
 
     from ampcap.capture.check import run_check
     from ampcap.capture.rig import load_rig
@@ -167,11 +168,10 @@ def check(rig_name: str, device: str | None, as_json: bool) -> None:
             table.add_row(key.replace("_", " "), _value(value))
         err.print(table)
         for line in result.advice:
-            err.print(f"[yellow]advice:[/yellow] {line}")
-        err.print(
-            "[green]Ready to record.[/green]"
-            if result.ok
-            else "[red]Fix the points above before recording.[/red]"
-        )
+            err.print(Text.assemble(("advice:", "yellow"), " ", line))
+        if result.ok:
+            err.print("Ready to record.", style="green")
+        else:
+            err.print("Fix the points above before recording.", style="red")
     if not result.ok:
         raise click.exceptions.Exit(1)

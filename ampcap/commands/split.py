@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from ampcap.commands.options import json_option, seed_option
+from ampcap.commands.options import Number, json_option, positive, seed_option
 
 if TYPE_CHECKING:
     from ampcap.dataset.split_write import SplitResult
@@ -24,28 +24,28 @@ if TYPE_CHECKING:
 )
 @click.option(
     "--val",
-    type=float,
+    type=Number(0, 1, below=True),
     default=0.15,
     show_default=True,
     help="Fraction of the DI material for validation.",
 )
 @click.option(
     "--test",
-    type=float,
+    type=Number(0, 1, below=True),
     default=0.15,
     show_default=True,
     help="Fraction of the DI material for testing (unheard at every knob setting).",
 )
 @click.option(
     "--block-seconds",
-    type=float,
+    type=positive(),
     default=2.0,
     show_default=True,
     help="Length of the time blocks the DI material is cut into.",
 )
 @click.option(
     "--guard-ms",
-    type=float,
+    type=Number(0),
     default=50.0,
     show_default=True,
     help="Minimum gap between blocks of different splits, trimmed from both sides.",
@@ -107,7 +107,10 @@ def split(
     from ampcap.console import err, print_json, progress, warn
     from ampcap.dataset.split_inputs import parse_holdout
     from ampcap.dataset.split_write import SplitOptions, build_dataset
+    from ampcap.outputs import check_output_folder, folder_lock
 
+    check_output_folder(out, sessions, option="--out")
+    click.get_current_context().with_resource(folder_lock(out, "split"))
     options = SplitOptions(
         val=val,
         test=test,
@@ -132,7 +135,7 @@ def split(
         return
     _print_table(result)
     err.print(
-        f"Dataset written to [bold]{result.folder}[/bold]"
+        f"Dataset written to {result.folder}"
         + (" (it already held this dataset; rebuilt identically)" if result.replaced_same else ""),
         soft_wrap=True,  # paths stay on one line, so they can be copied
     )
@@ -186,7 +189,7 @@ def _print_table(result: SplitResult) -> None:
             totals[split] += minutes or 0.0
             cells.append("-" if minutes is None else f"{minutes:.2f}")
         table.add_row(label, *cells, "held out: test only" if label in heldout else "")
-    table.add_row("[bold]total[/bold]", *(f"[bold]{totals[s]:.2f}[/bold]" for s in SPLITS), "")
+    table.add_row("total", *(f"{totals[s]:.2f}" for s in SPLITS), "", style="bold")
     err.print(table)
     counts = {s: 0 for s in SPLITS}
     kinds: dict[str, dict[str, int]] = {}

@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from ampcap.commands.options import json_option, seed_option
+from ampcap.commands.options import count, json_option, positive, seed_option
 from ampcap.errors import TrainingError
 
 ARCHS = ("lstm", "gru", "wavenet", "mlp")
@@ -31,13 +31,13 @@ ARCHS = ("lstm", "gru", "wavenet", "mlp")
 )
 @click.option(
     "--hidden",
-    type=int,
+    type=count(),
     default=None,
     help="Hidden size: recurrent units (default 32), WaveNet channels (16), MLP width (32).",
 )
 @click.option(
     "--layers",
-    type=int,
+    type=count(),
     default=None,
     help="Recurrent layers (default 1), WaveNet layers (10 or 18), MLP hidden layers (2).",
 )
@@ -48,25 +48,25 @@ ARCHS = ("lstm", "gru", "wavenet", "mlp")
 )
 @click.option(
     "--epochs",
-    type=int,
+    type=count(),
     default=None,
     help="Epochs in all (default 200, or as many as fit in --minutes).",
 )
 @click.option(
     "--minutes",
-    type=float,
+    type=positive(),
     default=None,
     help="Training time budget in minutes; the run stops, validates and tests at it.",
 )
 @click.option(
     "--patience",
-    type=int,
+    type=count(),
     default=None,
     help="Stop when the validation loss has not improved for this many epochs (50).",
 )
 @click.option(
     "--lr",
-    type=float,
+    type=positive(),
     default=None,
     help="Adam's peak learning rate (default 1e-2; the paper: 5e-4 with --schedule constant).",
 )
@@ -94,7 +94,7 @@ ARCHS = ("lstm", "gru", "wavenet", "mlp")
 )
 @click.option(
     "--threads",
-    type=click.IntRange(1, 64),
+    type=count(1, 64),
     default=None,
     help="CPU threads (default 1). A second thread gains up to a third on an idle machine but "
     "slows training many times over when other programs share the cores.",
@@ -145,12 +145,14 @@ def train(
       ampcap train data/demo --out runs/demo --resume --epochs 300
     """
     from ampcap.console import err, print_json
+    from ampcap.outputs import check_output_folder, folder_lock
     from ampcap.schema.run import MANIFEST_NAME, load_run
     from ampcap.train.data import load_training_data
     from ampcap.train.loop import TrainConfig, resolve_device, train_run
     from ampcap.train.model import ModelConfig, make_config
 
     seed_given = ctx.get_parameter_source("seed") is not click.core.ParameterSource.DEFAULT
+    check_output_folder(out, (data,), option="--out")
     if resume:
         run = load_run(out)
         saved_model = ModelConfig.from_dict(run.model_config)
@@ -160,7 +162,8 @@ def train(
         saved_model = None
         # With a time budget the epochs are whatever fits in it.
         saved_train = TrainConfig(epochs=200 if minutes is None else 100_000)
-
+    # Held to the end; taken before the dataset loads, so an unwritable --out fails at once.
+    ctx.with_resource(folder_lock(out, "train"))
     dataset = load_training_data(data)
     if saved_model is not None:
         model_config = _override_model(saved_model, arch, hidden, layers, skip)
@@ -241,12 +244,14 @@ def _describe(config: Any) -> str:
 
 def _refuse_existing(out: Path, manifest_name: str) -> None:
     """A new run never writes into a folder that holds another run or other files."""
+    from ampcap.outputs import holds_files
+
     if (out / manifest_name).exists():
         raise TrainingError(
             f"{out} already holds a training run. Continue it with --resume, or give another "
             "--out folder (or delete this one) to start afresh."
         )
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+    if out.exists() and (not out.is_dir() or holds_files(out)):
         raise TrainingError(
             f"{out} exists and is not an empty folder; ampcap will not write a run into it. "
             "Give a new --out folder."
@@ -284,7 +289,7 @@ class _ProgressView:
 
         self.config = config
         self.progress = Progress(
-            TextColumn("[bold]{task.description}"),
+            TextColumn("{task.description}", style="bold", markup=False),
             BarColumn(),
             TimeElapsedColumn(),
             TextColumn("{task.fields[stats]}"),
