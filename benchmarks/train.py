@@ -125,6 +125,8 @@ def build_plugin(
     if shutil.which("lv2apply") is None:
         sys.exit("lv2apply is missing: install lilv-utils and guitarix-lv2 (make bench-deps).")
     session = work / "captures" / key
+    # A session left by an earlier run in this working folder holds another knob plan.
+    shutil.rmtree(session, ignore_errors=True)
     extra = ["--range", "0:1"]
     if di is not None:
         extra += ["--di", str(di)]

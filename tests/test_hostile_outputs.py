@@ -312,6 +312,7 @@ NUMERIC = {
             "--patience",
             "--threads",
             "--seed",
+            "--setting-balance",
         ],
     ),
     "render": (f"render {{R}} {{IN}} {{NEW}}/o.wav --knob {KNOB}", ["--warmup", "--workers"]),

@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from ampcap.commands.options import count, json_option, positive, seed_option
+from ampcap.commands.options import Number, count, json_option, positive, seed_option
 from ampcap.errors import TrainingError
 
 ARCHS = ("lstm", "gru", "wavenet", "mlp")
@@ -78,7 +78,7 @@ ARCHS = ("lstm", "gru", "wavenet", "mlp")
 )
 @click.option(
     "--setting-balance",
-    type=click.FloatRange(0.0, 1.0),
+    type=Number(0.0, 1.0),
     default=None,
     metavar="0-1",
     help="How evenly knob settings of different loudness weigh in the loss and the "
