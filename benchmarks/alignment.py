@@ -91,7 +91,7 @@ from ampcap.capture.rig import SafetySettings  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from ampcap.capture.virtual import VirtualAmp  # noqa: E402
 from ampcap.dataset.align import align_session  # noqa: E402
-from ampcap.dataset.delay import estimate_window  # noqa: E402
+from ampcap.dataset.delay import track_latency  # noqa: E402
 
 KNOB_VALUES = (0.0, 2.5, 5.0, 7.5, 10.0)
 RATES = (48000, 44100, 96000)
@@ -129,14 +129,16 @@ class _Program:
             amp = VirtualAmp(self.rate)
             amp.set_knobs({"isf": knob})
             clean = amp.process(self.audio)
-            marker = self.layout.section("marker_start")
-            own = estimate_window(
+            windows = [
+                (self.layout.section(name).start, self.layout.marker.length)
+                for name in ("marker_start", "marker_end")
+            ]
+            own = track_latency(
                 self.audio.astype(np.float64),
                 clean,
-                marker.start,
-                self.layout.marker.length,
-                -64,
-                64,
+                windows,
+                min_latency_samples=-64,
+                max_latency_samples=64,
                 weighting="phat",
             )
             self._device[knob] = (clean, own.latency_samples)

@@ -23,7 +23,7 @@ from align_helpers import (
 
 from ampcap.dataset.align import align_session
 from ampcap.dataset.coherence import track_coherent
-from ampcap.dataset.delay import estimate_window
+from ampcap.dataset.delay import estimate_window, track_latency
 from ampcap.dataset.pairs import align_files
 from ampcap.dataset.quality import esr
 from ampcap.errors import AlignmentError, SessionError, UsageError
@@ -36,14 +36,16 @@ TRUTH = Rig(latency_samples=1234.567, drift_ppm=150.0, polarity=-1, noise_dbfs=-
 
 def _intrinsic_delay(program: SyntheticProgram, device: np.ndarray) -> float:
     """The virtual amp's own delay, measured on its clean output as ampcap defines it."""
-    marker = program.layout.section("marker_start")
-    return estimate_window(
+    windows = [
+        (program.layout.section(name).start, program.layout.marker.length)
+        for name in ("marker_start", "marker_end")
+    ]
+    return track_latency(
         program.audio.astype(np.float64),
         device,
-        marker.start,
-        program.layout.marker.length,
-        -64,
-        64,
+        windows,
+        min_latency_samples=-64,
+        max_latency_samples=64,
         weighting="phat",
     ).latency_samples
 
