@@ -430,6 +430,7 @@ class _Attempt:
     peaks: np.ndarray
     signal_number: int | None
     error: AmpcapError | None
+    sha256: str = ""
 
 
 def _record_once(
@@ -478,6 +479,7 @@ def _record_once(
         peaks=peaks,
         signal_number=caught[0] if caught else None,
         error=error,
+        sha256=writer.sha256,
     )
 
 
@@ -700,7 +702,9 @@ def _record_take(
             attempts=take.attempts + 1, started_at=started, finished_at=None, message=None
         )
         if not replacing:
-            changes.update(status="partial", frames=0, underflows=0, overflows=0, peaks_dbfs={})
+            changes.update(
+                status="partial", frames=0, underflows=0, overflows=0, peaks_dbfs={}, sha256=""
+            )
         manifest = manifest.with_take(index, **changes)
         save_session(out, manifest)
         monitor.take_started(manifest.takes[index], index + 1, len(manifest.takes), len(samples))
@@ -728,7 +732,7 @@ def _record_take(
         if not dropout:
             if replacing:
                 os.replace(path, final)
-            manifest = manifest.with_take(index, status="complete", **flags)
+            manifest = manifest.with_take(index, status="complete", sha256=attempt.sha256, **flags)
             note = _save_or_note(out, manifest)
             if note:
                 raise CaptureError(

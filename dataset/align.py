@@ -35,7 +35,7 @@ import numpy as np
 
 from ampcap import __version__
 from ampcap.errors import AlignmentError, AmpcapError, AudioFileError, SessionError
-from ampcap.files import read_audio, sha256_array, sha256_file
+from ampcap.files import check_sha256, read_audio, sha256_array, sha256_file
 from ampcap.schema.alignment import (
     ALIGNED_DIR,
     AlignedTake,
@@ -673,7 +673,7 @@ def render_aligned(
     frames: int | None = None,
     chunk_frames: int = RENDER_CHUNK_FRAMES,
     keep: tuple[tuple[int, int], ...] = (),
-) -> list[np.ndarray]:
+) -> tuple[list[np.ndarray], str]:
     """Write the aligned pair ``[input, target]`` (float32 WAV) chunk by chunk, atomically.
 
     Parameters
@@ -696,8 +696,10 @@ def render_aligned(
 
     Returns
     -------
-    list of numpy.ndarray, float32
+    kept : list of numpy.ndarray, float32
         The target over each ``keep`` range.
+    sha256 : str
+        :func:`ampcap.files.sha256_array` of the pair written, which ``ampcap split`` checks.
     """
     path = Path(path)
     frames = len(program) if frames is None else frames
@@ -705,8 +707,8 @@ def render_aligned(
     kept = [np.zeros(length, dtype=np.float32) for _, length in keep]
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        # No hash of the samples: nothing reads it, and it costs a few percent of the time.
-        with WavStreamWriter(tmp, sample_rate_hz, 2, sha256=False) as writer:
+        # The hash runs on the writer's own thread, beside the rendering.
+        with WavStreamWriter(tmp, sample_rate_hz, 2) as writer:
             for start, stop, source, target in _rendered_chunks(
                 program, channels, plan, frames, chunk_frames
             ):
@@ -716,6 +718,7 @@ def render_aligned(
                     lo, hi = max(first, start), min(first + length, stop)
                     if hi > lo:
                         out[lo - first : hi - first] = target[lo - start : hi - start]
+        digest = writer.close().sha256
         os.replace(tmp, path)
     except OSError as exc:
         raise AmpcapError(
@@ -725,7 +728,7 @@ def render_aligned(
     finally:
         if tmp.exists():
             tmp.unlink()
-    return kept
+    return kept, digest
 
 
 def _rendered_chunks(
@@ -919,6 +922,7 @@ def _align_one(
         )
     except AudioFileError as exc:
         return failed(f"{exc} Record the take again (`ampcap record ... --retake`).")
+    check_sha256(audio, take.sha256, folder / take.file, folder / MANIFEST_NAME)
     if take.frames and len(audio) < take.frames:
         return failed(
             f"{take.file} holds {len(audio)} frames but session.json says {take.frames} were "
@@ -948,7 +952,7 @@ def _align_one(
             analysis.plan,
         )
     references = [s for s in layout.sections if s.name in ("reference_1", "reference_2")]
-    segments = render_aligned(
+    segments, digest = render_aligned(
         folder / out_name,
         program,
         [audio[:, 0], audio[:, 1]],
@@ -965,4 +969,5 @@ def _align_one(
         verdict=analysis.verdict,
         messages=analysis.messages,
         estimates=analysis.estimates,
+        sha256=digest,
     )

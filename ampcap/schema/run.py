@@ -14,6 +14,7 @@ from typing import Any
 
 from ampcap.errors import TrainingError
 from ampcap.files import atomic_write_json, read_json
+from ampcap.schema.fields import build, expect
 
 SCHEMA_VERSION = 1
 MANIFEST_NAME = "run.json"
@@ -76,17 +77,21 @@ class RunManifest:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], where: str = MANIFEST_NAME) -> RunManifest:
-        try:
-            if data["schema_version"] != SCHEMA_VERSION:
-                raise TrainingError(
-                    f"{where} has schema version {data['schema_version']}; this ampcap reads "
-                    f"{SCHEMA_VERSION}. Train the run again with this version."
-                )
-            if data["status"] not in STATUSES:
-                raise TrainingError(f"{where} has an unknown status {data['status']!r}.")
-            return cls(**{**data, "knobs": tuple(data["knobs"])})
-        except (KeyError, TypeError) as exc:
-            raise TrainingError(f"{where} is damaged or not an ampcap run ({exc!r}).") from exc
+        """Read a run manifest; a damaged one raises :class:`TrainingError` naming the field."""
+        advice = "Restore the file, or train again into a new --out folder."
+        version = expect(data, "schema_version", int, where, TrainingError, advice)
+        if version != SCHEMA_VERSION:
+            raise TrainingError(
+                f"{where} has schema version {version}; this ampcap reads "
+                f"{SCHEMA_VERSION}. Train the run again with this version."
+            )
+        manifest = build(cls, data, where, TrainingError, advice)
+        if manifest.status not in STATUSES:
+            raise TrainingError(
+                f"{where} is damaged: status is {manifest.status!r}, not one of "
+                f"{', '.join(STATUSES)}. {advice}"
+            )
+        return manifest
 
 
 def load_run(folder: str | Path) -> RunManifest:
