@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import importlib
 import os
+import signal
 import sys
 
 import click
 
 from ampcap import __version__
 from ampcap.console import err
-from ampcap.errors import AmpcapError
+from ampcap.errors import AmpcapError, Terminated
 
 # name -> "module:attribute". Command modules import their stage inside the command function,
 # so `ampcap record --help` never loads torch.
@@ -58,9 +59,29 @@ def cli() -> None:
     """
 
 
+def _terminate(signum: int, frame: object) -> None:
+    """SIGTERM: raise :class:`Terminated` once, so every ``finally`` and Ctrl-C handler runs;
+    a second SIGTERM during that clean-up is ignored (SIGKILL still stops the process)."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    raise Terminated()
+
+
+def _interrupted(exc: BaseException | None) -> None:
+    """One line and the exit status of the signal: 143 for SIGTERM, 130 for Ctrl-C."""
+    if isinstance(exc, Terminated):
+        err.print("[yellow]Stopped by SIGTERM.[/yellow]")
+        sys.exit(Terminated.exit_code)
+    err.print("[yellow]Interrupted.[/yellow]")
+    sys.exit(130)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the CLI and turn user errors into a message and exit status 2."""
     debug = os.environ.get("AMPCAP_DEBUG") == "1"
+    try:
+        signal.signal(signal.SIGTERM, _terminate)
+    except ValueError:  # not the main thread (an embedding program): keep its handler
+        pass
     try:
         # Without standalone mode click returns a command's `Exit(code)` instead of exiting.
         code = cli.main(args=argv, prog_name="ampcap", standalone_mode=False)
@@ -71,7 +92,10 @@ def main(argv: list[str] | None = None) -> None:
             raise
         err.print(f"[bold red]error:[/bold red] {exc}", soft_wrap=True)
         sys.exit(exc.exit_code)
-    except click.exceptions.Abort:
+    except click.exceptions.Abort as exc:
+        # click turns Ctrl-C (and SIGTERM's Terminated) into Abort; EOF at a prompt too.
+        if isinstance(exc.__cause__, KeyboardInterrupt):
+            _interrupted(exc.__cause__)
         err.print("[yellow]Stopped.[/yellow]")
         sys.exit(130)
     except click.ClickException as exc:
@@ -79,9 +103,8 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(exc.exit_code)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
-        err.print("[yellow]Interrupted.[/yellow]")
-        sys.exit(130)
+    except KeyboardInterrupt as exc:
+        _interrupted(exc)
     except Exception:
         if debug:
             raise

@@ -56,6 +56,15 @@ class ModelFormatError(AmpcapError):
     """A model file that cannot be written or read in the requested format."""
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where Ctrl-C would raise KeyboardInterrupt, so it cleans up the same way.
+
+    The CLI exits with status 143 (128 + SIGTERM) instead of Ctrl-C's 130.
+    """
+
+    exit_code = 143
+
+
 def write_error(path: object, exc: OSError, kept: str) -> AmpcapError:
     """The error for a file that could not be written: a full disk, or another OS error.
 

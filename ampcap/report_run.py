@@ -35,9 +35,11 @@ WAVEFORM_MS = 40.0
 def _metrics(folder: Path) -> dict[str, Any]:
     path = folder / METRICS_NAME
     if not path.exists():
+        run = load_run(folder)
         raise TrainingError(
-            f"{folder} has no {METRICS_NAME}: the run never reached its first validation. "
-            "Train it again (or --resume it)."
+            f"{folder} has no {METRICS_NAME}: the run stopped before its first validation, so "
+            "there is no model to report on. Start it over with `ampcap train "
+            f"{run.dataset_path} --out {folder}`."
         )
     return read_json(path, "the run's metrics")
 

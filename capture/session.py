@@ -44,7 +44,14 @@ from ampcap.capture.knobs import QUIT, REDO, KnobController, knob_settings
 from ampcap.capture.plan import KnobRange
 from ampcap.capture.program import BuiltProgram, ProgramFile, build_program_file
 from ampcap.capture.rig import Rig
-from ampcap.errors import AmpcapError, AudioFileError, CaptureError, SessionError, UsageError
+from ampcap.errors import (
+    AmpcapError,
+    AudioFileError,
+    CaptureError,
+    SessionError,
+    Terminated,
+    UsageError,
+)
 from ampcap.files import audio_info, read_audio
 from ampcap.schema.session import (
     MANIFEST_NAME,
@@ -339,8 +346,10 @@ def _write_program(folder: Path, program: ProgramFile) -> None:
         try:
             shutil.copyfile(program.path, partial)
             os.replace(partial, path)
-        except OSError as exc:
+        except BaseException as exc:  # Ctrl-C or SIGTERM too: no half copy is left behind
             partial.unlink(missing_ok=True)
+            if not isinstance(exc, OSError):
+                raise
             raise CaptureError(
                 f"{path} could not be written ({exc}); nothing was played. Free some disk "
                 "space and run the same command again to resume."
@@ -461,9 +470,9 @@ def _record_once(
             with writer:
                 try:
                     result = engine.run_take(program, sink, progress)
-                except KeyboardInterrupt:
+                except KeyboardInterrupt as exc:
                     engine.stop()
-                    caught.append(signal.SIGINT)
+                    caught.append(signal.SIGTERM if isinstance(exc, Terminated) else signal.SIGINT)
         except CaptureError as exc:  # the writer's disk error, raised when it closes
             error = exc
         except AmpcapError as exc:  # the engine's device errors
@@ -634,12 +643,13 @@ def _take_loop(
         target = manifest.takes[index].knobs
         try:
             action = controller.apply(target, previous, index + 1, total, redo=redo)
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as exc:
+            number = signal.SIGTERM if isinstance(exc, Terminated) else signal.SIGINT
             raise RecordingInterrupted(
-                f"Stopped by Ctrl-C before {manifest.takes[index].file}. Kept in {out}: "
-                f"{_describe_kept(manifest)}. Run the same command again to resume at the first "
-                "take that is not complete.",
-                signal.SIGINT,
+                f"Stopped by {'SIGTERM' if number == signal.SIGTERM else 'Ctrl-C'} before "
+                f"{manifest.takes[index].file}. Kept in {out}: {_describe_kept(manifest)}. Run "
+                "the same command again to resume at the first take that is not complete.",
+                number,
             ) from None
         redo = False
         if action == QUIT:
