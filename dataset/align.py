@@ -922,7 +922,13 @@ def _align_one(
         )
     except AudioFileError as exc:
         return failed(f"{exc} Record the take again (`ampcap record ... --retake`).")
-    check_sha256(audio, take.sha256, folder / take.file, folder / MANIFEST_NAME)
+    check_sha256(
+        audio,
+        take.sha256,
+        folder / take.file,
+        folder / MANIFEST_NAME,
+        "Restore the original take, or record it again (`ampcap record ... --retake`).",
+    )
     if take.frames and len(audio) < take.frames:
         return failed(
             f"{take.file} holds {len(audio)} frames but session.json says {take.frames} were "

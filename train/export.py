@@ -900,11 +900,12 @@ def _dataset_settings(
 ) -> list[dict[str, float]]:
     """The knob settings the model was trained on, read from its dataset; [] if unreadable."""
     from ampcap.schema.dataset import load_dataset
+    from ampcap.schema.run import load_run
 
     folder = (checkpoint.get("dataset") or {}).get("path")
     if not folder and (run_dir / "run.json").is_file():
         try:
-            folder = read_json(run_dir / "run.json", "a run manifest").get("dataset_path")
+            folder = load_run(run_dir).dataset_path
         except AmpcapError:
             folder = None
     if not folder:
