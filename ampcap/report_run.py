@@ -20,8 +20,7 @@ from rich.table import Table
 
 from ampcap.console import err, print_json
 from ampcap.errors import TrainingError
-from ampcap.files import read_json
-from ampcap.schema.run import BEST_MODEL, METRICS_NAME, load_run
+from ampcap.schema.run import BEST_MODEL, METRICS_NAME, load_metrics, load_run
 
 REPORT_NAME = "report.html"
 CURVES_PNG = "report_curves.png"
@@ -41,7 +40,7 @@ def _metrics(folder: Path) -> dict[str, Any]:
             "there is no model to report on. Start it over with `ampcap train "
             f"{run.dataset_path} --out {folder}`."
         )
-    return read_json(path, "the run's metrics")
+    return load_metrics(folder)
 
 
 def _percent(value: float | None) -> str:

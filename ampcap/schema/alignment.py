@@ -10,6 +10,7 @@ rewritten. Section and source offsets of the session manifest therefore apply un
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,6 +47,50 @@ class AlignedTake:
     sha256: str = ""
 
 
+# Estimates are numbers (or null) except these; the report and split read them by name.
+_FLAG_ESTIMATES = ("channels_swapped", "drift_corrected")
+_TEXT_ESTIMATES = ("input", "device_method")
+
+
+@dataclass(frozen=True)
+class _VolumePoint:
+    knobs: dict[str, float]
+    output_rms_dbfs: float | None = None
+
+
+@dataclass(frozen=True)
+class _SessionChecks:
+    """The shape of ``session_checks``, checked on reading (the manifest keeps the dict)."""
+
+    takes_aligned: int = 0
+    takes_failed: int = 0
+    latency_spread_samples: float | None = None
+    latency_consistent: bool = True
+    volume_curve: tuple[_VolumePoint, ...] = ()
+    messages: tuple[str, ...] = ()
+
+
+def _check_estimates(take: AlignedTake, index: int, where: str, advice: str) -> None:
+    """Each estimate has its kind of value: a number (or null), or the few flags and texts."""
+    name = f"takes[{index}].estimates"
+    for key, value in take.estimates.items():
+        if key in _FLAG_ESTIMATES:
+            ok, kind = isinstance(value, bool), "true or false"
+        elif key in _TEXT_ESTIMATES:
+            ok, kind = isinstance(value, str), "text"
+        else:
+            ok = value is None or (
+                isinstance(value, (int, float))
+                and not isinstance(value, bool)
+                and math.isfinite(value)
+            )
+            kind = "a number"
+        if not ok:
+            raise SessionError(
+                f"{where} is damaged: {name}.{key} should be {kind}, not {value!r}. {advice}"
+            )
+
+
 @dataclass(frozen=True)
 class AlignmentManifest:
     """All takes of a session, aligned; ``session_sha256`` ties it to the session it came from."""
@@ -75,12 +120,21 @@ class AlignmentManifest:
                 f"{SCHEMA_VERSION}. Run `ampcap align` again."
             )
         manifest = build(cls, data, where, SessionError, advice, root)
+        build(
+            _SessionChecks,
+            manifest.session_checks,
+            where,
+            SessionError,
+            advice,
+            prefix="session_checks",
+        )
         for index, take in enumerate(manifest.takes):
             if take.verdict not in VERDICTS:
                 raise SessionError(
                     f"{where} is damaged: takes[{index}].verdict is {take.verdict!r}, not one "
                     f"of {', '.join(VERDICTS)}. {advice}"
                 )
+            _check_estimates(take, index, where, advice)
         return manifest
 
 

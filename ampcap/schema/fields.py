@@ -151,6 +151,7 @@ def build(
     error: type[AmpcapError],
     advice: str,
     root: Path | None = None,
+    prefix: str = "",
 ) -> T:
     """The dataclass ``cls`` read from the JSON document ``data``, every field checked.
 
@@ -170,6 +171,8 @@ def build(
     root : Path, optional
         The folder the manifest's paths are relative to; without it paths are checked in form
         only (not absolute, no ``..``).
+    prefix : str, optional
+        Where ``data`` sits in the manifest (``session_checks``), for the messages.
 
     Raises
     ------
@@ -177,7 +180,7 @@ def build(
         Naming ``where`` and the field: missing, wrong type, or a path outside ``root``.
     """
     try:
-        return _build(cls, data, "", None if root is None else Path(root))
+        return _build(cls, data, prefix, None if root is None else Path(root))
     except _Damaged as exc:
         raise error(f"{where} is damaged: {exc.field_name} {exc.problem}. {advice}") from None
 
