@@ -26,6 +26,7 @@ import hashlib
 import json
 import math
 import os
+import secrets
 import shutil
 import signal
 import tempfile
@@ -562,8 +563,11 @@ def record_session(
     engine: AudioEngine | None = None
     # The program and the DI's working files are made here, outside --out, so that a refused
     # or failed build leaves nothing behind; the folder goes whatever happens.
-    workdir = Path(tempfile.mkdtemp(prefix="ampcap-program-"))
+    # Named before it is made (mkdtemp names it only once it exists), so a Ctrl-C or SIGTERM
+    # at any point leaves nothing in the temporary folder.
+    workdir = Path(tempfile.gettempdir()) / f"ampcap-program-{secrets.token_hex(8)}"
     try:
+        workdir.mkdir(mode=0o700)
         controller.check_ready()
         program, notices = prepare_program(
             rig, request.di_specs, request.di_seconds, request.seed, workdir

@@ -43,12 +43,13 @@ import torch
 
 from ampcap import __version__
 from ampcap.errors import TrainingError
-from ampcap.files import atomic_write_json, read_json
+from ampcap.files import atomic_write_json
 from ampcap.schema.run import (
     BEST_MODEL,
     LAST_CHECKPOINT,
     METRICS_NAME,
     RunManifest,
+    load_metrics,
     load_run,
     save_run,
 )
@@ -617,7 +618,7 @@ def train_run(
                 "Interrupted before the first validation: no checkpoint was written. Run the "
                 "same command again without --resume to start over."
             )
-        save_run(run.folder, manifest.updated(status="stopped", message=text, updated_at=_now()))
+        _save_stopped(run, manifest, state, text)
         raise
 
     if not run.best.exists():
@@ -625,8 +626,15 @@ def train_run(
             f"No validation was run (the time budget of {config.minutes} min ended before the "
             "first mini-batch finished). Give more --minutes."
         )
-    best_model, _ = _load_best(run, device)
-    test = evaluate_split(best_model, dataset.splits["test"], rate, config.warmup_samples, device)
+    try:
+        best_model, _ = _load_best(run, device)
+        test = evaluate_split(
+            best_model, dataset.splits["test"], rate, config.warmup_samples, device
+        )
+    except KeyboardInterrupt:
+        text = f"Interrupted while testing the best model; `--resume` continues from {run.last}."
+        _save_stopped(run, manifest, state, text)
+        raise
     run.write_metrics(history, test)
     save_run(
         run.folder,
@@ -680,6 +688,16 @@ def _summary(
     return summary
 
 
+def _save_stopped(run: _Run, manifest: RunManifest, state: dict[str, Any], text: str) -> None:
+    """Mark the run stopped, saying why, with the summary of its last validation kept (the
+    ``manifest`` object in hand predates the summaries that validations saved)."""
+    summary = _summary(state, state["history"], None)
+    save_run(
+        run.folder,
+        manifest.updated(status="stopped", message=text, updated_at=_now(), summary=summary),
+    )
+
+
 def _load_best(run: _Run, device: str) -> tuple[torch.nn.Module, dict[str, Any]]:
     from ampcap.train.checkpoint import model_from_checkpoint
 
@@ -720,7 +738,7 @@ def _resume(
     optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
     if checkpoint.get("optimizer_state"):
         optimizer.load_state_dict(checkpoint["optimizer_state"])
-    metrics = read_json(run.metrics, "the run's metrics") if run.metrics.exists() else {}
+    metrics = load_metrics(run.folder) if run.metrics.exists() else {}
     history = metrics.get("history") or {"epochs": [], "validations": []}
     # Only the history up to the checkpoint: epochs trained after it are trained again.
     epoch = int(checkpoint["epoch"])

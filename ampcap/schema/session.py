@@ -185,7 +185,14 @@ class SessionManifest:
                 f"{where} has schema version {version}; this ampcap reads version "
                 f"{SCHEMA_VERSION}. Use the ampcap version that recorded it."
             )
-        return build(cls, data, where, SessionError, advice, root)
+        manifest = build(cls, data, where, SessionError, advice, root)
+        for index, take in enumerate(manifest.takes):
+            if take.status not in TAKE_STATUSES:
+                raise SessionError(
+                    f"{where} is damaged: takes[{index}].status is {take.status!r}, not one of "
+                    f"{', '.join(TAKE_STATUSES)}. {advice}"
+                )
+        return manifest
 
 
 def take_file_name(knobs: dict[str, float]) -> str:
