@@ -937,15 +937,16 @@ def _dataset_settings(
 ) -> list[dict[str, float]]:
     """The knob settings the model was trained on, read from its dataset; [] if unreadable."""
     from ampcap.schema.dataset import load_dataset
-    from ampcap.schema.run import load_run
 
-    folder = (checkpoint.get("dataset") or {}).get("path")
+    dataset = checkpoint.get("dataset")
+    folder = dataset.get("path") if isinstance(dataset, Mapping) else None
     if not folder and (run_dir / "run.json").is_file():
         try:
-            folder = load_run(run_dir).dataset_path
+            document = read_json(run_dir / "run.json", "a run manifest")
+            folder = document.get("dataset_path") if isinstance(document, dict) else None
         except AmpcapError:
             folder = None
-    if not folder:
+    if not folder or not isinstance(folder, str):
         return []
     try:
         manifest = load_dataset(folder)
