@@ -178,9 +178,13 @@ def audio_info(path: str | os.PathLike[str]) -> AudioInfo:
     """Read an audio file's header; a missing, non-audio or truncated file raises
     :class:`AudioFileError`."""
     path = Path(path)
-    if not path.exists():
+    try:
+        exists, is_dir = path.exists(), path.is_dir()
+    except OSError as exc:  # a name too long, a folder without permission...
+        raise AudioFileError(f"{path} cannot be read: {exc.strerror or exc}.") from exc
+    if not exists:
         raise AudioFileError(f"{path} does not exist. Check the path and try again.")
-    if path.is_dir():
+    if is_dir:
         raise AudioFileError(f"{path} is a folder, not an audio file.")
     try:
         info = sf.info(str(path))

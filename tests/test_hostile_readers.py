@@ -206,7 +206,9 @@ JSON_VALUES = st.recursive(
     | st.integers(-(2**40), 2**40)
     | st.floats(allow_nan=False)
     | st.text(max_size=12)
-    | st.sampled_from(["../x.wav", "/etc/passwd", "", "takes/isf=0.wav"]),
+    | st.sampled_from(
+        ["../x.wav", "/etc/passwd", "", "takes/isf=0.wav", "a\x00b.wav", "x" * 300, "C:x.wav"]
+    ),
     lambda inner: (
         st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3)
     ),

@@ -58,19 +58,25 @@ def _describe(value: Any) -> str:
     return text if text == kind else f"{kind} ({text})"
 
 
-def check_relative_path(value: str, root: Path | None, name: str) -> None:
+def _check_relative_path(value: str, root: Path | None, name: str) -> None:
     """Refuse a manifest path that is absolute, climbs with ``..``, or resolves outside ``root``.
 
     Raises ``_Damaged``, which :func:`build` turns into the schema's error.
     """
     posix, windows = PurePosixPath(value), PureWindowsPath(value)
+    if "\x00" in value:
+        raise _Damaged(name, f"is {value!r}, which holds a NUL character and names no file")
+    if len(value.encode()) > 1024 or any(len(part.encode()) > 255 for part in posix.parts):
+        raise _Damaged(name, f"is {value[:40]!r}..., too long to name a file")
     if not value or posix.is_absolute() or windows.is_absolute() or windows.drive:
         raise _Damaged(name, f"is {value!r}, which is not a path inside the folder")
     if ".." in posix.parts or ".." in windows.parts:
         raise _Damaged(name, f"is {value!r}, which leads out of the folder")
     if root is not None:
-        base = root.resolve()
-        target = (root / value).resolve()
+        try:
+            base, target = root.resolve(), (root / value).resolve()
+        except (OSError, RuntimeError) as exc:  # a loop of links, a name too long...
+            raise _Damaged(name, f"is {value!r}, which cannot be followed ({exc})") from None
         if target != base and base not in target.parents:
             raise _Damaged(name, f"is {value!r}, a link that leads out of the folder (to {target})")
 
@@ -101,7 +107,7 @@ def _convert(value: Any, hint: Any, name: str, root: Path | None, is_path: bool)
         if not isinstance(value, str):
             raise _Damaged(name, f"should be text, not {_describe(value)}")
         if is_path and value:
-            check_relative_path(value, root, name)
+            _check_relative_path(value, root, name)
         return value
     if hint is bool:
         if not isinstance(value, bool):
