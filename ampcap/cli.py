@@ -76,12 +76,22 @@ def _interrupted(exc: BaseException | None) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: run the CLI and turn user errors into a message and exit status 2."""
-    debug = os.environ.get("AMPCAP_DEBUG") == "1"
+    """Entry point: run the CLI with SIGTERM handled like Ctrl-C, then put the caller's
+    SIGTERM handler back (for a program or a test that calls ``main`` in its own process)."""
     try:
-        signal.signal(signal.SIGTERM, _terminate)
-    except ValueError:  # not the main thread (an embedding program): keep its handler
-        pass
+        previous = signal.signal(signal.SIGTERM, _terminate)
+    except ValueError:  # not the main thread: keep the program's handler
+        previous = None
+    try:
+        _main(argv)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _main(argv: list[str] | None) -> None:
+    """Run the CLI and turn user errors into a message and exit status 2."""
+    debug = os.environ.get("AMPCAP_DEBUG") == "1"
     try:
         # Without standalone mode click returns a command's `Exit(code)` instead of exiting.
         code = cli.main(args=argv, prog_name="ampcap", standalone_mode=False)
