@@ -8,6 +8,7 @@ CLI runs check the same end to end (exit 2, a message, no traceback).
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import shutil
@@ -43,20 +44,16 @@ FUZZ = settings(
 )
 
 
-# Hypothesis runs many examples inside one test, so the files live in one module-wide folder
-# (a function-scoped tmp_path would be shared by every example anyway); it goes at the end.
+# Hypothesis runs many examples inside one test, so the files live in one folder made when
+# the module is imported (the valid files feed the strategies) and removed when Python exits,
+# whether or not a test of the module ran.
 SCRATCH = Path(tempfile.mkdtemp(prefix="ampcap-test-readers-"))
+atexit.register(shutil.rmtree, SCRATCH, ignore_errors=True)
 
 
 def _scratch() -> Path:
     """A fresh folder under the module's scratch folder."""
     return Path(tempfile.mkdtemp(dir=SCRATCH))
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _remove_scratch():
-    yield
-    shutil.rmtree(SCRATCH, ignore_errors=True)
 
 
 # --- valid files of each kind, made once ------------------------------------------------------
