@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import signal
 import sys
 
 import click
@@ -15,7 +16,7 @@ from rich.text import Text
 
 from ampcap import __version__
 from ampcap.console import err
-from ampcap.errors import AmpcapError
+from ampcap.errors import AmpcapError, Terminated
 
 # name -> "module:attribute". Command modules import their stage inside the command function,
 # so `ampcap record --help` never loads torch.
@@ -59,8 +60,38 @@ def cli() -> None:
     """
 
 
+def _terminate(signum: int, frame: object) -> None:
+    """SIGTERM: raise :class:`Terminated` once, so every ``finally`` and Ctrl-C handler runs;
+    a second SIGTERM during that clean-up is ignored (SIGKILL still stops the process)."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    raise Terminated()
+
+
+def _interrupted(exc: BaseException | None) -> None:
+    """One line and the exit status of the signal: 143 for SIGTERM, 130 for Ctrl-C."""
+    if isinstance(exc, Terminated):
+        err.print("Stopped by SIGTERM.", style="yellow")
+        sys.exit(Terminated.exit_code)
+    err.print("Interrupted.", style="yellow")
+    sys.exit(130)
+
+
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: run the CLI and turn user errors into a message and exit status 2."""
+    """Entry point: run the CLI with SIGTERM handled like Ctrl-C, then put the caller's
+    SIGTERM handler back (for a program or a test that calls ``main`` in its own process)."""
+    try:
+        previous = signal.signal(signal.SIGTERM, _terminate)
+    except ValueError:  # not the main thread: keep the program's handler
+        previous = None
+    try:
+        _main(argv)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _main(argv: list[str] | None) -> None:
+    """Run the CLI and turn user errors into a message and exit status 2."""
     debug = os.environ.get("AMPCAP_DEBUG") == "1"
     try:
         # Without standalone mode click returns a command's `Exit(code)` instead of exiting.
@@ -72,7 +103,10 @@ def main(argv: list[str] | None = None) -> None:
             raise
         err.print(Text.assemble(("error:", "bold red"), " ", str(exc)), soft_wrap=True)
         sys.exit(exc.exit_code)
-    except click.exceptions.Abort:
+    except click.exceptions.Abort as exc:
+        # click turns Ctrl-C (and SIGTERM's Terminated) into Abort; EOF at a prompt too.
+        if isinstance(exc.__cause__, KeyboardInterrupt):
+            _interrupted(exc.__cause__)
         err.print("Stopped.", style="yellow")
         sys.exit(130)
     except click.ClickException as exc:
@@ -80,9 +114,8 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(exc.exit_code)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
-        err.print("Interrupted.", style="yellow")
-        sys.exit(130)
+    except KeyboardInterrupt as exc:
+        _interrupted(exc)
     except Exception:
         if debug:
             raise

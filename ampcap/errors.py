@@ -58,6 +58,15 @@ class ModelFormatError(AmpcapError):
     """A model file that cannot be written or read in the requested format."""
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where Ctrl-C would raise KeyboardInterrupt, so it cleans up the same way.
+
+    The CLI exits with status 143 (128 + SIGTERM) instead of Ctrl-C's 130.
+    """
+
+    exit_code = 143
+
+
 def write_error(path: object, exc: OSError, kept: str) -> AmpcapError:
     """The one error for a file or folder that could not be written, saying why and what to do.
 

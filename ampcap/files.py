@@ -66,6 +66,42 @@ def sha256_array(samples: np.ndarray) -> str:
     return hashlib.sha256(memoryview(np.ascontiguousarray(samples, dtype="<f4"))).hexdigest()
 
 
+def sha256_audio_file(path: str | os.PathLike[str], block_frames: int = 1 << 16) -> str:
+    """:func:`sha256_array` of an audio file's samples as float32, read a block at a time."""
+    digest = hashlib.sha256()
+    try:
+        with sf.SoundFile(str(path)) as handle:
+            for block in handle.blocks(blocksize=block_frames, dtype="float32", always_2d=True):
+                digest.update(memoryview(np.ascontiguousarray(block, dtype="<f4")))
+    except (sf.LibsndfileError, RuntimeError) as exc:
+        raise AudioFileError(f"{path} could not be read ({exc}); it may be corrupt.") from exc
+    return digest.hexdigest()
+
+
+def check_sha256(
+    samples: np.ndarray | Path, expected: str, path: Path, manifest: Path, advice: str = ""
+) -> None:
+    """Refuse audio whose samples no longer hash to what ``manifest`` recorded for ``path``.
+
+    ``samples`` is the audio read from ``path``, or ``path`` itself to hash the file a block at
+    a time. ``expected`` is a :func:`sha256_array` digest; an empty one (a manifest written
+    before ampcap recorded it) checks nothing. The message names both files and what to do.
+    """
+    if not expected:
+        return
+    if isinstance(samples, np.ndarray):
+        actual = sha256_array(samples)
+    else:
+        actual = sha256_audio_file(samples)
+    if actual != expected:
+        raise AudioFileError(
+            f"{path} does not match {manifest}: its samples hash to SHA-256 {actual[:12]}... "
+            f"but the manifest records {expected[:12]}.... The file was edited or replaced after "
+            f"ampcap wrote it, so it is not used. "
+            + (advice or "Restore the original file, or run the step that made it again.")
+        )
+
+
 @dataclass(frozen=True)
 class AudioInfo:
     """What an audio file holds, read from its header."""
@@ -115,9 +151,13 @@ def audio_info(path: str | os.PathLike[str]) -> AudioInfo:
     """Read an audio file's header; a missing, non-audio or truncated file raises
     :class:`AudioFileError`."""
     path = Path(path)
-    if not path.exists():
+    try:
+        exists, is_dir = path.exists(), path.is_dir()
+    except OSError as exc:  # a name too long, a folder without permission...
+        raise AudioFileError(f"{path} cannot be read: {exc.strerror or exc}.") from exc
+    if not exists:
         raise AudioFileError(f"{path} does not exist. Check the path and try again.")
-    if path.is_dir():
+    if is_dir:
         raise AudioFileError(f"{path} is a folder, not an audio file.")
     try:
         info = sf.info(str(path))

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import secrets
 import tempfile
 from collections.abc import Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
@@ -171,7 +172,7 @@ def probe_folder(
 def atomic_output(path: Path, kept: str = "nothing was changed") -> Iterator[Path]:
     """Write a file whole or not at all: yields a temporary path to write, then renames it.
 
-    The temporary file is unique (``tempfile.mkstemp``) and in ``path``'s folder, keeps
+    The temporary file is unique (a random name, created exclusively) and in ``path``'s folder, keeps
     ``path``'s suffix (for writers that pick a format by it), is flushed to disk and gets the
     mode a plain ``open()`` would give before it replaces ``path``. If the block raises, it is
     removed and ``path`` is untouched; an :class:`OSError` becomes the message of
@@ -188,10 +189,14 @@ def atomic_output(path: Path, kept: str = "nothing was changed") -> Iterator[Pat
     tmp: str | None = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(
-            prefix=f".{path.name}.", suffix=f".tmp{path.suffix}", dir=path.parent
-        )
-        os.close(fd)
+        # Named before it is created (mkstemp names it only once it exists), so a Ctrl-C or
+        # SIGTERM at any point leaves nothing behind: the `finally` knows what to remove.
+        tmp = str(path.parent / f".{path.name}.{secrets.token_hex(8)}.tmp{path.suffix}")
+        try:
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        except FileExistsError:
+            tmp = None  # another writer's file: never remove it
+            raise
         yield Path(tmp)
         with open(tmp, "rb+") as handle:
             os.fsync(handle.fileno())

@@ -21,9 +21,8 @@ from rich.text import Text
 
 from ampcap.console import err, print_json
 from ampcap.errors import TrainingError
-from ampcap.files import read_json
 from ampcap.outputs import atomic_output
-from ampcap.schema.run import BEST_MODEL, METRICS_NAME, load_run
+from ampcap.schema.run import BEST_MODEL, METRICS_NAME, load_metrics, load_run
 
 REPORT_NAME = "report.html"
 CURVES_PNG = "report_curves.png"
@@ -37,11 +36,13 @@ WAVEFORM_MS = 40.0
 def _metrics(folder: Path) -> dict[str, Any]:
     path = folder / METRICS_NAME
     if not path.exists():
+        run = load_run(folder)
         raise TrainingError(
-            f"{folder} has no {METRICS_NAME}: the run never reached its first validation. "
-            "Train it again (or --resume it)."
+            f"{folder} has no {METRICS_NAME}: the run stopped before its first validation, so "
+            "there is no model to report on. Start it over with `ampcap train "
+            f"{run.dataset_path} --out {folder}`."
         )
-    return read_json(path, "the run's metrics")
+    return load_metrics(folder)
 
 
 def _percent(value: float | None) -> str:

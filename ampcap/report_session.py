@@ -306,6 +306,16 @@ def _plot_correlations(
         drift = (e.get("drift_ppm") or 0.0) * 1e-6
         at_marker = drift * (marker.start + length / 2)
         label = _knob_label(take.knobs)
+        needed = (
+            ("loopback_latency_samples", "device_latency_samples")
+            if e.get("input") == "loopback"
+            else ("latency_samples",)
+        )
+        if any(e.get(key) is None for key in needed):
+            # An alignment written without its latencies: nothing to draw for this take.
+            axes[row][0].axis("off")
+            axes[row][1].axis("off")
+            continue
         if e.get("input") == "loopback":
             latency = e["loopback_latency_samples"] + at_marker
             lags, values = _peak_curve(sweep, raw[:, loop_col], marker.start, latency)

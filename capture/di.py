@@ -414,6 +414,25 @@ def parse_di_spec(spec: str) -> tuple[str, Path]:
     return ("bass" if "bass" in path.name.lower() else "guitar"), path
 
 
+def _check_di_exists(spec: str, path: Path) -> None:
+    """A ``--di`` value that names no file gets a message about the ``KIND:PATH`` form."""
+    if path.exists():
+        return
+    form = f"Give PATH or KIND:PATH, where KIND is {', '.join(SOURCE_KINDS[:-1])} or {SOURCE_KINDS[-1]}"
+    prefix, sep, rest = spec.partition(":")
+    if sep and prefix not in SOURCE_KINDS and len(prefix) > 1:
+        found = (
+            f"{rest} exists: --di guitar:{rest} (or other:{rest}) may be what you meant"
+            if Path(rest).exists()
+            else f"{rest} does not exist either"
+        )
+        raise UsageError(
+            f"--di {spec}: no file is called {spec}, and {prefix!r} is not a kind of DI. "
+            f"{form} (e.g. --di bass:{rest or 'bass.wav'}); {found}."
+        )
+    raise AudioFileError(f"--di {spec}: {path} does not exist. {form} (e.g. --di bass:di.wav).")
+
+
 #: Frames read from a ``--di`` file at a time while checking it.
 FILE_BLOCK_FRAMES = 1 << 17
 
@@ -482,6 +501,7 @@ def di_file_streams(
     used: set[str] = set()
     for spec in specs:
         kind, path = parse_di_spec(spec)
+        _check_di_exists(spec, path)
         info = audio_info(path)
         peak = 0.0
         spread = 0.0

@@ -10,6 +10,7 @@ memory does not grow with the length of a take.
 from __future__ import annotations
 
 import errno
+import hashlib
 import mmap
 import queue
 import shutil
@@ -112,7 +113,8 @@ class TakeWriter:
     callback). A write error is kept and raised as :class:`CaptureError` from ``close`` (or the
     next ``check``), saying how many frames were safely written. The file on disk is always a
     valid WAV holding every frame written so far: soundfile updates the header when closed, and
-    the writer closes it whatever happens.
+    the writer closes it whatever happens. ``sha256`` is the hex SHA-256 of the float32 samples
+    written (:func:`ampcap.files.sha256_array` of the take), hashed on the writer's thread.
     """
 
     def __init__(self, path: str | Path, sample_rate_hz: int, channels: int = len(TAKE_CHANNELS)):
@@ -120,6 +122,7 @@ class TakeWriter:
         self.sample_rate_hz = sample_rate_hz
         self.channels = channels
         self.frames_written = 0
+        self._digest = hashlib.sha256()
         self._queue: queue.SimpleQueue[np.ndarray | None] = queue.SimpleQueue()
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="ampcap-take-writer", daemon=True)
@@ -155,9 +158,15 @@ class TakeWriter:
                 continue  # keep draining so the producer never blocks; the error is reported
             try:
                 self._file.write(block)
+                self._digest.update(memoryview(np.ascontiguousarray(block, dtype="<f4")))
                 self.frames_written += len(block)
             except (OSError, sf.LibsndfileError, RuntimeError) as exc:
                 self._error = exc
+
+    @property
+    def sha256(self) -> str:
+        """Hex SHA-256 of the samples written so far (read it after the writer is closed)."""
+        return self._digest.hexdigest()
 
     def check(self) -> None:
         """Raise :class:`CaptureError` now if a write has failed (call it between blocks)."""

@@ -26,6 +26,7 @@ import hashlib
 import json
 import math
 import os
+import secrets
 import shutil
 import signal
 import tempfile
@@ -44,7 +45,14 @@ from ampcap.capture.knobs import QUIT, REDO, KnobController, knob_settings
 from ampcap.capture.plan import KnobRange
 from ampcap.capture.program import BuiltProgram, ProgramFile, build_program_file
 from ampcap.capture.rig import Rig
-from ampcap.errors import AmpcapError, AudioFileError, CaptureError, SessionError, UsageError
+from ampcap.errors import (
+    AmpcapError,
+    AudioFileError,
+    CaptureError,
+    SessionError,
+    Terminated,
+    UsageError,
+)
 from ampcap.files import audio_info, read_audio
 from ampcap.outputs import atomic_output, holds_files
 from ampcap.schema.session import (
@@ -424,6 +432,7 @@ class _Attempt:
     peaks: np.ndarray
     signal_number: int | None
     error: AmpcapError | None
+    sha256: str = ""
 
 
 def _record_once(
@@ -454,9 +463,9 @@ def _record_once(
             with writer:
                 try:
                     result = engine.run_take(program, sink, progress)
-                except KeyboardInterrupt:
+                except KeyboardInterrupt as exc:
                     engine.stop()
-                    caught.append(signal.SIGINT)
+                    caught.append(signal.SIGTERM if isinstance(exc, Terminated) else signal.SIGINT)
         except CaptureError as exc:  # the writer's disk error, raised when it closes
             error = exc
         except AmpcapError as exc:  # the engine's device errors
@@ -472,6 +481,7 @@ def _record_once(
         peaks=peaks,
         signal_number=caught[0] if caught else None,
         error=error,
+        sha256=writer.sha256,
     )
 
 
@@ -545,8 +555,11 @@ def record_session(
     engine: AudioEngine | None = None
     # The program and the DI's working files are made here, outside --out, so that a refused
     # or failed build leaves nothing behind; the folder goes whatever happens.
-    workdir = Path(tempfile.mkdtemp(prefix="ampcap-program-"))
+    # Named before it is made (mkdtemp names it only once it exists), so a Ctrl-C or SIGTERM
+    # at any point leaves nothing in the temporary folder.
+    workdir = Path(tempfile.gettempdir()) / f"ampcap-program-{secrets.token_hex(8)}"
     try:
+        workdir.mkdir(mode=0o700)
         controller.check_ready()
         program, notices = prepare_program(
             rig, request.di_specs, request.di_seconds, request.seed, workdir
@@ -626,12 +639,13 @@ def _take_loop(
         target = manifest.takes[index].knobs
         try:
             action = controller.apply(target, previous, index + 1, total, redo=redo)
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as exc:
+            number = signal.SIGTERM if isinstance(exc, Terminated) else signal.SIGINT
             raise RecordingInterrupted(
-                f"Stopped by Ctrl-C before {manifest.takes[index].file}. Kept in {out}: "
-                f"{_describe_kept(manifest)}. Run the same command again to resume at the first "
-                "take that is not complete.",
-                signal.SIGINT,
+                f"Stopped by {'SIGTERM' if number == signal.SIGTERM else 'Ctrl-C'} before "
+                f"{manifest.takes[index].file}. Kept in {out}: {_describe_kept(manifest)}. Run "
+                "the same command again to resume at the first take that is not complete.",
+                number,
             ) from None
         redo = False
         if action == QUIT:
@@ -694,7 +708,9 @@ def _record_take(
             attempts=take.attempts + 1, started_at=started, finished_at=None, message=None
         )
         if not replacing:
-            changes.update(status="partial", frames=0, underflows=0, overflows=0, peaks_dbfs={})
+            changes.update(
+                status="partial", frames=0, underflows=0, overflows=0, peaks_dbfs={}, sha256=""
+            )
         manifest = manifest.with_take(index, **changes)
         save_session(out, manifest)
         monitor.take_started(manifest.takes[index], index + 1, len(manifest.takes), len(samples))
@@ -722,7 +738,7 @@ def _record_take(
         if not dropout:
             if replacing:
                 os.replace(path, final)
-            manifest = manifest.with_take(index, status="complete", **flags)
+            manifest = manifest.with_take(index, status="complete", sha256=attempt.sha256, **flags)
             note = _save_or_note(out, manifest)
             if note:
                 raise CaptureError(

@@ -35,7 +35,7 @@ import numpy as np
 
 from ampcap import __version__
 from ampcap.errors import AlignmentError, AudioFileError, SessionError
-from ampcap.files import read_audio, sha256_array, sha256_file
+from ampcap.files import check_sha256, read_audio, sha256_array, sha256_file
 from ampcap.outputs import atomic_output
 from ampcap.schema.alignment import (
     ALIGNED_DIR,
@@ -674,7 +674,7 @@ def render_aligned(
     frames: int | None = None,
     chunk_frames: int = RENDER_CHUNK_FRAMES,
     keep: tuple[tuple[int, int], ...] = (),
-) -> list[np.ndarray]:
+) -> tuple[list[np.ndarray], str]:
     """Write the aligned pair ``[input, target]`` (float32 WAV) chunk by chunk, atomically.
 
     Parameters
@@ -697,28 +697,29 @@ def render_aligned(
 
     Returns
     -------
-    list of numpy.ndarray, float32
+    kept : list of numpy.ndarray, float32
         The target over each ``keep`` range.
+    sha256 : str
+        :func:`ampcap.files.sha256_array` of the pair written, which ``ampcap split`` checks.
     """
     path = Path(path)
     frames = len(program) if frames is None else frames
     kept = [np.zeros(length, dtype=np.float32) for _, length in keep]
     # A unique temporary file: two alignments of one session never write the same one.
-    with (
-        atomic_output(path, "raw takes are untouched") as tmp,
-        # No hash of the samples: nothing reads it, and it costs a few percent of the time.
-        WavStreamWriter(tmp, sample_rate_hz, 2, sha256=False) as writer,
-    ):
-        for start, stop, source, target in _rendered_chunks(
-            program, channels, plan, frames, chunk_frames
-        ):
-            target = plan.target_polarity * target
-            writer.write(np.column_stack([plan.input_polarity * source, target]))
-            for (first, length), out in zip(keep, kept, strict=True):
-                lo, hi = max(first, start), min(first + length, stop)
-                if hi > lo:
-                    out[lo - first : hi - first] = target[lo - start : hi - start]
-    return kept
+    with atomic_output(path, "raw takes are untouched") as tmp:
+        # The hash runs on the writer's own thread, beside the rendering.
+        with WavStreamWriter(tmp, sample_rate_hz, 2) as writer:
+            for start, stop, source, target in _rendered_chunks(
+                program, channels, plan, frames, chunk_frames
+            ):
+                target = plan.target_polarity * target
+                writer.write(np.column_stack([plan.input_polarity * source, target]))
+                for (first, length), out in zip(keep, kept, strict=True):
+                    lo, hi = max(first, start), min(first + length, stop)
+                    if hi > lo:
+                        out[lo - first : hi - first] = target[lo - start : hi - start]
+        digest = writer.close().sha256
+    return kept, digest
 
 
 def _rendered_chunks(
@@ -912,6 +913,13 @@ def _align_one(
         )
     except AudioFileError as exc:
         return failed(f"{exc} Record the take again (`ampcap record ... --retake`).")
+    check_sha256(
+        audio,
+        take.sha256,
+        folder / take.file,
+        folder / MANIFEST_NAME,
+        "Restore the original take, or record it again (`ampcap record ... --retake`).",
+    )
     if take.frames and len(audio) < take.frames:
         return failed(
             f"{take.file} holds {len(audio)} frames but session.json says {take.frames} were "
@@ -941,7 +949,7 @@ def _align_one(
             analysis.plan,
         )
     references = [s for s in layout.sections if s.name in ("reference_1", "reference_2")]
-    segments = render_aligned(
+    segments, digest = render_aligned(
         folder / out_name,
         program,
         [audio[:, 0], audio[:, 1]],
@@ -958,4 +966,5 @@ def _align_one(
         verdict=analysis.verdict,
         messages=analysis.messages,
         estimates=analysis.estimates,
+        sha256=digest,
     )

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ampcap.dataset.split import SourceSpan
 from ampcap.errors import DatasetError, UsageError
-from ampcap.files import audio_info, sha256_file
+from ampcap.files import audio_info, check_sha256, sha256_file
 from ampcap.schema.alignment import (
     ALIGNED_CHANNELS,
     ALIGNED_DIR,
@@ -170,6 +170,13 @@ def load_session_input(
                 f"take has {len(ALIGNED_CHANNELS)} ({', '.join(ALIGNED_CHANNELS)}) at "
                 f"{session.sample_rate_hz} Hz. Run `ampcap align {folder}` again."
             )
+        check_sha256(
+            path,
+            aligned.sha256,
+            path,
+            folder / ALIGNED_DIR / ALIGNMENT_NAME,
+            f"Run `ampcap align {folder}` again to rewrite it from the raw takes.",
+        )
         if aligned.verdict == "failed":
             notes.append(
                 f"{where}: using take {setting_label(aligned.knobs)} although its "

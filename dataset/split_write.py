@@ -426,8 +426,10 @@ def build_dataset(
         for i in indices:
             take = next(t for t in session.takes if same_setting(t.knobs, settings[i]))
             paths[(session.index, i)] = take.path
-    tmp = _fresh_folder(out, "partial")
+    # Named before it is made, so a Ctrl-C or SIGTERM at any point leaves no hidden folder.
+    tmp = out.parent / f".{out.name}.{secrets.token_hex(8)}.partial"
     try:
+        tmp.mkdir()
         files = _write_splits(tmp, pieces, paths, knob_values, rate, progress)
         manifest = _manifest(
             name=name,

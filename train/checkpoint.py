@@ -21,6 +21,7 @@ import io
 import math
 import pickle
 import zipfile
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -145,6 +146,21 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         raise ModelFormatError(
             f"{path} is not a readable checkpoint (not a file torch.save wrote); expected the "
             "model.pt or checkpoints/last.pt of an ampcap run."
+        )
+    # torch.load does not check the CRC-32 the zip container keeps of every entry, so a file
+    # with flipped bytes in its tensors would load; the check reads the (small) file once.
+    try:
+        with zipfile.ZipFile(path) as archive:
+            damaged = archive.testzip()
+    except (zipfile.BadZipFile, zlib.error, OSError, ValueError, EOFError, RuntimeError) as exc:
+        raise ModelFormatError(f"{path} is not a readable checkpoint ({exc}).") from exc
+    except NotImplementedError as exc:  # a compression method torch never writes
+        raise ModelFormatError(f"{path} was not written by torch.save ({exc}).") from exc
+    if damaged is not None:
+        raise ModelFormatError(
+            f"{path} is damaged: its entry {damaged} fails the checksum (CRC-32) the file "
+            "keeps of it, so its weights are not the ones saved. Copy it again, or use the "
+            "run's other checkpoint (model.pt or checkpoints/last.pt)."
         )
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from ampcap.errors import DatasetError
-from ampcap.files import read_audio, sha256_file
+from ampcap.files import check_sha256, read_audio, sha256_file
 from ampcap.schema.dataset import MANIFEST_NAME, SPLITS, DatasetManifest, Piece, load_dataset
 
 
@@ -79,6 +79,9 @@ def load_split(folder: Path, manifest: DatasetManifest, split: str) -> SplitData
     rate = manifest.sample_rate_hz
     x, _ = read_audio(folder / files.input, sample_rate_hz=rate, channels=channels)
     y, _ = read_audio(folder / files.target, sample_rate_hz=rate, channels=1)
+    advice = "Restore it, or run `ampcap split` again to rebuild the dataset."
+    check_sha256(x, files.input_sha256, folder / files.input, folder / MANIFEST_NAME, advice)
+    check_sha256(y, files.target_sha256, folder / files.target, folder / MANIFEST_NAME, advice)
     if x.shape[0] != y.shape[0]:
         raise DatasetError(
             f"{folder / files.input} has {x.shape[0]} frames but {folder / files.target} has "

@@ -770,6 +770,33 @@ def _read_aidax(document: Mapping[str, Any], path: Path) -> ExportedModel:
     )
 
 
+def _what_failed(exc: Exception) -> str:
+    if isinstance(exc, KeyError):
+        return f"the entry {exc.args[0]!r} is missing"
+    if isinstance(exc, IndexError):
+        return "a list is shorter than the format needs"
+    if isinstance(exc, (TypeError, AttributeError)):
+        return (
+            "an entry holds the wrong kind of value (a list, text or number where another is due)"
+        )
+    return f"a value cannot be read ({exc})"
+
+
+def _checked(model: ExportedModel, path: Path) -> ExportedModel:
+    """Refuse what a file says that no model can be: a rate, knob range or size out of reach."""
+    rate = model.sample_rate_hz
+    if rate is not None and not 1000 <= rate <= 1_000_000:
+        raise ModelFormatError(f"{path} says its sample rate is {rate} Hz; the file is damaged.")
+    if model.weights.hidden_size < 1:
+        raise ModelFormatError(f"{path} has hidden size {model.weights.hidden_size}; damaged.")
+    for knob in model.knobs:
+        if not (math.isfinite(knob.minimum) and math.isfinite(knob.maximum)):
+            raise ModelFormatError(f"{path}: knob {knob.name!r} has a range that is not finite.")
+    if not all(math.isfinite(v) for v in model.folded_knobs.values()):
+        raise ModelFormatError(f"{path}: a folded knob value is not finite.")
+    return model
+
+
 def read_exported(path: str | Path) -> ExportedModel:
     """Read a ``.nam``, CoreAudioML/Proteus or AIDA-X/RTNeural JSON file (told apart by its keys).
 
@@ -788,12 +815,22 @@ def read_exported(path: str | Path) -> ExportedModel:
         raise ModelFormatError(str(exc)) from exc
     if not isinstance(document, Mapping):
         raise ModelFormatError(f"{path} is JSON but not a model file (no object at the top).")
-    if "architecture" in document and "weights" in document:
-        return _read_nam(document, path)
-    if "model_data" in document and "state_dict" in document:
-        return _read_proteus(document, path)
-    if "in_shape" in document and "layers" in document:
-        return _read_aidax(document, path)
+    readers = (
+        (("architecture", "weights"), _read_nam),
+        (("model_data", "state_dict"), _read_proteus),
+        (("in_shape", "layers"), _read_aidax),
+    )
+    for keys, reader in readers:
+        if all(key in document for key in keys):
+            try:
+                return _checked(reader(document, path), path)
+            except ModelFormatError:
+                raise
+            except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
+                # A file damaged where the reader does not look twice: say what, not where.
+                raise ModelFormatError(
+                    f"{path} is damaged: {_what_failed(exc)}. Export it again from its run."
+                ) from exc
     raise ModelFormatError(
         f"{path} is none of the model layouts ampcap reads: a .nam file (architecture, weights), "
         "a CoreAudioML/Proteus file (model_data, state_dict) or an AIDA-X/RTNeural file "
@@ -905,13 +942,15 @@ def _dataset_settings(
     """The knob settings the model was trained on, read from its dataset; [] if unreadable."""
     from ampcap.schema.dataset import load_dataset
 
-    folder = (checkpoint.get("dataset") or {}).get("path")
+    dataset = checkpoint.get("dataset")
+    folder = dataset.get("path") if isinstance(dataset, Mapping) else None
     if not folder and (run_dir / "run.json").is_file():
         try:
-            folder = read_json(run_dir / "run.json", "a run manifest").get("dataset_path")
+            document = read_json(run_dir / "run.json", "a run manifest")
+            folder = document.get("dataset_path") if isinstance(document, dict) else None
         except AmpcapError:
             folder = None
-    if not folder:
+    if not folder or not isinstance(folder, str):
         return []
     try:
         manifest = load_dataset(folder)

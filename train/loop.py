@@ -43,12 +43,13 @@ import torch
 
 from ampcap import __version__
 from ampcap.errors import TrainingError
-from ampcap.files import atomic_write_json, read_json
+from ampcap.files import atomic_write_json
 from ampcap.schema.run import (
     BEST_MODEL,
     LAST_CHECKPOINT,
     METRICS_NAME,
     RunManifest,
+    load_metrics,
     load_run,
     save_run,
 )
@@ -426,82 +427,82 @@ def train_run(
         )
     run.folder.mkdir(parents=True, exist_ok=True)
     save_run(run.folder, manifest)
-
-    balance = config.setting_balance
-    batches_of = BatchMaker(train_split, segment, balance=balance)
-    history = state["history"]
-    started = time.perf_counter()
-    deadline = started + 60.0 * config.minutes if config.minutes else math.inf
-    horizon = float(config.epochs)
-    train_seconds = 0.0
-    samples = 0
-    epoch = state["epoch"]
-    status, message = "finished", f"Trained {config.epochs} epochs."
-
-    def checkpoint(best: bool) -> None:
-        ckpt = make_checkpoint(
-            model,
-            model_config,
-            knobs=dataset.knob_list(),
-            sample_rate_hz=rate,
-            epoch=epoch,
-            step=state["step"],
-            best_val_loss=state["best_val_loss"],
-            optimizer_state=optimizer.state_dict(),
-            train_config=config.to_dict(),
-            dataset=dataset_info,
-            progress={k: v for k, v in state.items() if k != "history"},
-        )
-        write_checkpoint(run.last, ckpt)
-        if best:
-            write_checkpoint(run.best, ckpt)
-
-    def validate(train_loss: float) -> None:
-        outputs = predict_split(
-            model, val_split, config.warmup_samples, device, include_heldout=False
-        )
-        val_loss, val_esr = validation_scores(outputs, balance=balance)
-        improved = val_loss < state["best_val_loss"]
-        if improved:
-            state.update(best_val_loss=val_loss, best_val_esr=val_esr, best_epoch=epoch)
-        history["validations"].append(
-            {
-                "epoch": epoch,
-                "step": state["step"],
-                "elapsed_s": state["elapsed_s"],
-                "train_loss": train_loss,
-                "val_loss": val_loss,
-                "val_esr": val_esr,
-                "learning_rate": optimizer.param_groups[0]["lr"],
-            }
-        )
-        checkpoint(best=improved)
-        run.write_metrics(history, None)
-        save_run(
-            run.folder,
-            manifest.updated(updated_at=_now(), summary=_summary(state, history, None)),
-        )
-        if on_progress is not None:
-            on_progress(
-                ProgressEvent(
-                    "validation",
-                    epoch,
-                    config.epochs,
-                    0,
-                    0,
-                    train_loss,
-                    val_esr,
-                    state["best_val_esr"],
-                    optimizer.param_groups[0]["lr"],
-                    time.perf_counter() - started,
-                    None,
-                )
-            )
-
-    model.train()
-    last_train_loss = math.nan
-    validated_at = epoch if history["validations"] else -1
+    # From here an interrupt marks the run stopped and says what it left.
     try:
+        balance = config.setting_balance
+        batches_of = BatchMaker(train_split, segment, balance=balance)
+        history = state["history"]
+        started = time.perf_counter()
+        deadline = started + 60.0 * config.minutes if config.minutes else math.inf
+        horizon = float(config.epochs)
+        train_seconds = 0.0
+        samples = 0
+        epoch = state["epoch"]
+        status, message = "finished", f"Trained {config.epochs} epochs."
+
+        def checkpoint(best: bool) -> None:
+            ckpt = make_checkpoint(
+                model,
+                model_config,
+                knobs=dataset.knob_list(),
+                sample_rate_hz=rate,
+                epoch=epoch,
+                step=state["step"],
+                best_val_loss=state["best_val_loss"],
+                optimizer_state=optimizer.state_dict(),
+                train_config=config.to_dict(),
+                dataset=dataset_info,
+                progress={k: v for k, v in state.items() if k != "history"},
+            )
+            write_checkpoint(run.last, ckpt)
+            if best:
+                write_checkpoint(run.best, ckpt)
+
+        def validate(train_loss: float) -> None:
+            outputs = predict_split(
+                model, val_split, config.warmup_samples, device, include_heldout=False
+            )
+            val_loss, val_esr = validation_scores(outputs, balance=balance)
+            improved = val_loss < state["best_val_loss"]
+            if improved:
+                state.update(best_val_loss=val_loss, best_val_esr=val_esr, best_epoch=epoch)
+            history["validations"].append(
+                {
+                    "epoch": epoch,
+                    "step": state["step"],
+                    "elapsed_s": state["elapsed_s"],
+                    "train_loss": train_loss,
+                    "val_loss": val_loss,
+                    "val_esr": val_esr,
+                    "learning_rate": optimizer.param_groups[0]["lr"],
+                }
+            )
+            checkpoint(best=improved)
+            run.write_metrics(history, None)
+            save_run(
+                run.folder,
+                manifest.updated(updated_at=_now(), summary=_summary(state, history, None)),
+            )
+            if on_progress is not None:
+                on_progress(
+                    ProgressEvent(
+                        "validation",
+                        epoch,
+                        config.epochs,
+                        0,
+                        0,
+                        train_loss,
+                        val_esr,
+                        state["best_val_esr"],
+                        optimizer.param_groups[0]["lr"],
+                        time.perf_counter() - started,
+                        None,
+                    )
+                )
+
+        model.train()
+        last_train_loss = math.nan
+        validated_at = epoch if history["validations"] else -1
         while epoch < config.epochs:
             batches = epoch_batches(train_split, segment, config.batch_size, config.seed, epoch)
             epoch_losses = []
@@ -608,14 +609,15 @@ def train_run(
         save_run(run.folder, manifest.updated(status="failed", message=text, updated_at=_now()))
         raise TrainingError(text) from None
     except KeyboardInterrupt:
-        save_run(
-            run.folder,
-            manifest.updated(
-                status="stopped",
-                message="Interrupted; `--resume` continues from the last checkpoint.",
-                updated_at=_now(),
-            ),
-        )
+        # Say only what is on disk: before the first validation there is no checkpoint.
+        if run.last.exists():
+            text = f"Interrupted; `--resume` continues from {run.last}."
+        else:
+            text = (
+                "Interrupted before the first validation: no checkpoint was written. Run the "
+                "same command again without --resume to start over."
+            )
+        _save_stopped(run, manifest, state, text)
         raise
 
     if not run.best.exists():
@@ -623,8 +625,15 @@ def train_run(
             f"No validation was run (the time budget of {config.minutes} min ended before the "
             "first mini-batch finished). Give more --minutes."
         )
-    best_model, _ = _load_best(run, device)
-    test = evaluate_split(best_model, dataset.splits["test"], rate, config.warmup_samples, device)
+    try:
+        best_model, _ = _load_best(run, device)
+        test = evaluate_split(
+            best_model, dataset.splits["test"], rate, config.warmup_samples, device
+        )
+    except KeyboardInterrupt:
+        text = f"Interrupted while testing the best model; `--resume` continues from {run.last}."
+        _save_stopped(run, manifest, state, text)
+        raise
     run.write_metrics(history, test)
     save_run(
         run.folder,
@@ -678,6 +687,16 @@ def _summary(
     return summary
 
 
+def _save_stopped(run: _Run, manifest: RunManifest, state: dict[str, Any], text: str) -> None:
+    """Mark the run stopped, saying why, with the summary of its last validation kept (the
+    ``manifest`` object in hand predates the summaries that validations saved)."""
+    summary = _summary(state, state["history"], None)
+    save_run(
+        run.folder,
+        manifest.updated(status="stopped", message=text, updated_at=_now(), summary=summary),
+    )
+
+
 def _load_best(run: _Run, device: str) -> tuple[torch.nn.Module, dict[str, Any]]:
     from ampcap.train.checkpoint import model_from_checkpoint
 
@@ -690,8 +709,9 @@ def _resume(
 ) -> tuple[torch.nn.Module, torch.optim.Optimizer, dict[str, Any]]:
     if not run.last.exists():
         raise TrainingError(
-            f"Nothing to resume in {run.folder}: {run.last} does not exist (the run never "
-            "reached its first validation). Start it again without --resume."
+            f"Nothing to resume in {run.folder}: {run.last} does not exist (the run stopped "
+            f"before its first validation). Start it over with `ampcap train {dataset.folder} "
+            f"--out {run.folder}` (without --resume)."
         )
     checkpoint = load_checkpoint(run.last)
     saved = ModelConfig.from_dict(checkpoint["model_config"])
@@ -717,7 +737,7 @@ def _resume(
     optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
     if checkpoint.get("optimizer_state"):
         optimizer.load_state_dict(checkpoint["optimizer_state"])
-    metrics = read_json(run.metrics, "the run's metrics") if run.metrics.exists() else {}
+    metrics = load_metrics(run.folder) if run.metrics.exists() else {}
     history = metrics.get("history") or {"epochs": [], "validations": []}
     # Only the history up to the checkpoint: epochs trained after it are trained again.
     epoch = int(checkpoint["epoch"])

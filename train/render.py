@@ -56,6 +56,10 @@ DEFAULT_WARMUP_SAMPLES = 2048
 # (src/aidadsp-plugin.cpp). `ampcap render` does the same by default, so it matches a player
 # from the first sample instead of starting from a cold, zero state.
 PLAYER_WARMUP_SECONDS = 0.5
+# Above this peak a render is refused, not written: no amp or pedal model plays 100 times full
+# scale, so such an output means damaged or tampered weights (a float WAV would keep it and
+# hand it, at full volume, to whatever plays it next).
+MAX_OUTPUT_DBFS = 40.0
 DEFAULT_TOLERANCE = 1e-4
 TARGET_BATCH = 256  # chunks per step: below ~128 per-step overhead dominates on a CPU core
 MAX_BATCH = 512
@@ -766,6 +770,18 @@ def render_file(
         )
     peak = float(np.max(np.abs(output))) if output.size else 0.0
     peak_dbfs = 20 * math.log10(peak) if peak > 0 else -math.inf
+    if not math.isfinite(peak) or peak_dbfs > MAX_OUTPUT_DBFS:
+        what = (
+            "NaN or infinite samples"
+            if not math.isfinite(peak)
+            else f"a signal peaking at {peak_dbfs:+.0f} dBFS"
+        )
+        raise ModelFormatError(
+            f"{model_path} turned {in_path} into {what}; a model of an amp or pedal stays "
+            f"within a few dB of full scale, and ampcap refuses anything above "
+            f"{MAX_OUTPUT_DBFS:+.0f} dBFS. The model file is damaged or its weights were "
+            f"changed; export it again from its run. Nothing was written to {out_path}."
+        )
     if peak > 1.0:
         notices.append(
             f"The output peaks at {peak_dbfs:+.1f} dBFS; the float WAV keeps it, but lower the "

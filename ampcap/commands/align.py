@@ -14,6 +14,10 @@ if TYPE_CHECKING:
     from ampcap.dataset.pairs import FileAlignment
 
 
+# The exit status when some takes of a session could not be aligned and the others were.
+SOME_TAKES_FAILED = 3
+
+
 @click.command()
 @click.argument("session", required=False, type=click.Path(path_type=Path))
 @click.option(
@@ -85,6 +89,11 @@ def align(
     unrelated file scores near the floor). Positive latency means the recording lags.
 
     \b
+    Exit status: 0 every take aligned (warnings included); 2 bad input (a missing,
+    damaged or edited file, or no take could be aligned); 3 some takes failed (the
+    others were aligned and written); 130 Ctrl-C; 143 SIGTERM.
+
+    \b
     Examples:
       ampcap align captures/demo
       ampcap align captures/demo --json
@@ -141,11 +150,22 @@ def _align_session(folder: Path, max_latency_seconds: float, as_json: bool) -> N
                 "session_checks": manifest.session_checks,
             }
         )
-    if manifest.takes and all(take.verdict == "failed" for take in manifest.takes):
+    failed = [take for take in manifest.takes if take.verdict == "failed"]
+    if failed and len(failed) == len(manifest.takes):
         raise AlignmentError(
             f"No take of {folder} could be aligned; each take's message above says why and "
             "what to do. Fix the rig and record again before `ampcap split`."
         )
+    if failed:
+        from ampcap.console import warn
+
+        warn(
+            f"{len(failed)} of {len(manifest.takes)} take(s) of {folder} could not be aligned "
+            f"({', '.join(take.raw_file for take in failed)}); the others were. Record those "
+            "again (`ampcap record ... --retake`), or leave them out with `ampcap split "
+            "--allow-warnings`."
+        )
+        raise click.exceptions.Exit(SOME_TAKES_FAILED)
 
 
 def _take_json(take: Any) -> dict[str, Any]:

@@ -243,10 +243,20 @@ def _describe(config: Any) -> str:
 
 
 def _refuse_existing(out: Path, manifest_name: str) -> None:
-    """A new run never writes into a folder that holds another run or other files."""
+    """A new run never writes into a folder that holds another run or other files.
+
+    A run stopped before its first validation has no checkpoint and nothing to lose: a plain
+    start begins it again in the same folder.
+    """
     from ampcap.outputs import holds_files
+    from ampcap.schema.run import BEST_MODEL, LAST_CHECKPOINT
 
     if (out / manifest_name).exists():
+        if not (out / LAST_CHECKPOINT).exists() and not (out / BEST_MODEL).exists():
+            from ampcap.console import info
+
+            info(f"{out} holds a run stopped before its first checkpoint: starting it over.")
+            return
         raise TrainingError(
             f"{out} already holds a training run. Continue it with --resume, or give another "
             "--out folder (or delete this one) to start afresh."

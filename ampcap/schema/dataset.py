@@ -15,6 +15,7 @@ from typing import Any
 
 from ampcap.errors import DatasetError
 from ampcap.files import atomic_write_json, read_json
+from ampcap.schema.fields import PATH, build, expect
 from ampcap.schema.session import Knob
 
 SCHEMA_VERSION = 1
@@ -66,8 +67,8 @@ class SplitFiles:
     ``input_sha256``/``target_sha256`` are :func:`ampcap.files.sha256_array` of the samples.
     """
 
-    input: str
-    target: str
+    input: str = field(metadata=PATH)
+    target: str = field(metadata=PATH)
     frames: int
     input_sha256: str = ""
     target_sha256: str = ""
@@ -104,7 +105,7 @@ class DatasetManifest:
     name: str = ""
     fingerprint: str = ""
     notes: tuple[str, ...] = ()
-    exports: dict[str, str] = field(default_factory=dict)
+    exports: dict[str, str] = field(default_factory=dict, metadata=PATH)
 
     def pieces_of(self, split: str) -> tuple[Piece, ...]:
         return tuple(p for p in self.pieces if p.split == split)
@@ -113,28 +114,18 @@ class DatasetManifest:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any], where: str = MANIFEST_NAME) -> DatasetManifest:
-        try:
-            if data["schema_version"] != SCHEMA_VERSION:
-                raise DatasetError(
-                    f"{where} has schema version {data['schema_version']}; this ampcap reads "
-                    f"{SCHEMA_VERSION}. Run `ampcap split` again."
-                )
-            return cls(
-                **{
-                    **data,
-                    "knobs": tuple(Knob(**k) for k in data["knobs"]),
-                    "settings": tuple(data["settings"]),
-                    "heldout": tuple(data["heldout"]),
-                    "sessions": tuple(data["sessions"]),
-                    "blocks": tuple(Block(**b) for b in data["blocks"]),
-                    "pieces": tuple(Piece(**p) for p in data["pieces"]),
-                    "splits": {k: SplitFiles(**v) for k, v in data["splits"].items()},
-                    "notes": tuple(data.get("notes", ())),
-                }
+    def from_dict(
+        cls, data: dict[str, Any], where: str = MANIFEST_NAME, root: Path | None = None
+    ) -> DatasetManifest:
+        """Read a dataset manifest; ``root`` is the dataset folder its split files lie in."""
+        advice = "Run `ampcap split` again to rebuild the dataset."
+        version = expect(data, "schema_version", int, where, DatasetError, advice)
+        if version != SCHEMA_VERSION:
+            raise DatasetError(
+                f"{where} has schema version {version}; this ampcap reads "
+                f"{SCHEMA_VERSION}. Run `ampcap split` again."
             )
-        except (KeyError, TypeError) as exc:
-            raise DatasetError(f"{where} is damaged or not an ampcap dataset ({exc!r}).") from exc
+        return build(cls, data, where, DatasetError, advice, root)
 
 
 def load_dataset(folder: str | Path) -> DatasetManifest:
@@ -144,7 +135,9 @@ def load_dataset(folder: str | Path) -> DatasetManifest:
             f"{folder} is not an ampcap dataset: it has no {MANIFEST_NAME}. Build one with "
             "`ampcap split SESSION --out FOLDER`."
         )
-    return DatasetManifest.from_dict(read_json(path, "an ampcap dataset manifest"), str(path))
+    return DatasetManifest.from_dict(
+        read_json(path, "an ampcap dataset manifest"), str(path), Path(folder)
+    )
 
 
 def save_dataset(folder: str | Path, manifest: DatasetManifest) -> None:

@@ -8,12 +8,15 @@ validation), ``model.pt`` (the parameters with the best validation loss), ``metr
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from ampcap.errors import TrainingError
 from ampcap.files import atomic_write_json, read_json
+from ampcap.schema.fields import build, expect
+from ampcap.schema.session import Knob
 
 SCHEMA_VERSION = 1
 MANIFEST_NAME = "run.json"
@@ -26,6 +29,35 @@ EXPORTS_DIR = "exports"
 # patience or Ctrl-C with a usable model; finished: ran its epochs; failed: stopped by an error
 # (the last good checkpoint is kept).
 STATUSES = ("running", "stopped", "finished", "failed")
+
+
+@dataclass(frozen=True)
+class _ModelShape:
+    """What the report and ``--resume`` read of ``model_config`` (the trainer checks the rest)."""
+
+    arch: str
+    input_size: int
+    hidden_size: int
+    num_layers: int = 1
+    skip: bool = False
+
+
+# The only settings of train_config written as text; every other one is a number or null.
+_TEXT_SETTINGS = ("device", "schedule")
+
+
+def _check_flat(values: dict[str, Any], name: str, where: str, advice: str) -> None:
+    """``train_config`` and ``summary`` hold finite numbers (or null), and a few named texts."""
+    for key, value in values.items():
+        if name == "train_config" and key in _TEXT_SETTINGS:
+            ok, kind = isinstance(value, str), "text"
+        else:
+            ok = value is None or (isinstance(value, (int, float)) and math.isfinite(value))
+            kind = "a number"
+        if not ok:
+            raise TrainingError(
+                f"{where} is damaged: {name}.{key} should be {kind}, not {value!r}. {advice}"
+            )
 
 
 @dataclass(frozen=True)
@@ -76,17 +108,28 @@ class RunManifest:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], where: str = MANIFEST_NAME) -> RunManifest:
-        try:
-            if data["schema_version"] != SCHEMA_VERSION:
-                raise TrainingError(
-                    f"{where} has schema version {data['schema_version']}; this ampcap reads "
-                    f"{SCHEMA_VERSION}. Train the run again with this version."
-                )
-            if data["status"] not in STATUSES:
-                raise TrainingError(f"{where} has an unknown status {data['status']!r}.")
-            return cls(**{**data, "knobs": tuple(data["knobs"])})
-        except (KeyError, TypeError) as exc:
-            raise TrainingError(f"{where} is damaged or not an ampcap run ({exc!r}).") from exc
+        """Read a run manifest; a damaged one raises :class:`TrainingError` naming the field."""
+        advice = "Restore the file, or train again into a new --out folder."
+        version = expect(data, "schema_version", int, where, TrainingError, advice)
+        if version != SCHEMA_VERSION:
+            raise TrainingError(
+                f"{where} has schema version {version}; this ampcap reads "
+                f"{SCHEMA_VERSION}. Train the run again with this version."
+            )
+        manifest = build(cls, data, where, TrainingError, advice)
+        build(
+            _ModelShape, manifest.model_config, where, TrainingError, advice, prefix="model_config"
+        )
+        for index, knob in enumerate(manifest.knobs):
+            build(Knob, knob, where, TrainingError, advice, prefix=f"knobs[{index}]")
+        _check_flat(manifest.train_config, "train_config", where, advice)
+        _check_flat(manifest.summary, "summary", where, advice)
+        if manifest.status not in STATUSES:
+            raise TrainingError(
+                f"{where} is damaged: status is {manifest.status!r}, not one of "
+                f"{', '.join(STATUSES)}. {advice}"
+            )
+        return manifest
 
 
 def load_run(folder: str | Path) -> RunManifest:
@@ -103,3 +146,66 @@ def load_run(folder: str | Path) -> RunManifest:
 def save_run(folder: str | Path, manifest: RunManifest) -> None:
     """Replace ``folder/run.json`` atomically."""
     atomic_write_json(Path(folder) / MANIFEST_NAME, manifest.to_dict())
+
+
+@dataclass(frozen=True)
+class _EpochRow:
+    epoch: int
+    train_loss: float | None
+    seconds: float | None
+    learning_rate: float | None
+
+
+@dataclass(frozen=True)
+class _ValidationRow:
+    epoch: int
+    step: int
+    elapsed_s: float | None
+    train_loss: float | None
+    val_loss: float | None
+    val_esr: float | None
+    learning_rate: float | None
+
+
+@dataclass(frozen=True)
+class _History:
+    epochs: tuple[_EpochRow, ...] = ()
+    validations: tuple[_ValidationRow, ...] = ()
+
+
+@dataclass(frozen=True)
+class _SettingRow:
+    setting: str
+    knobs: dict[str, float]
+    heldout: bool
+    esr: float | None
+    mr_stft: float | None
+    loudness_diff_db: float | None
+    seconds: float
+
+
+@dataclass(frozen=True)
+class _TestScores:
+    settings: tuple[_SettingRow, ...]
+    esr: float | None
+    esr_mean: float | None
+    esr_worst: float | None
+    heldout_esr: float | None = None
+
+
+@dataclass(frozen=True)
+class _Metrics:
+    """The shape of ``metrics.json``: training curves and, once tested, the test scores."""
+
+    history: _History | None = None
+    test: _TestScores | None = None
+
+
+def load_metrics(folder: str | Path) -> dict[str, Any]:
+    """Read ``folder/metrics.json`` (as written), every field checked; damaged raises
+    :class:`TrainingError` naming the field."""
+    path = Path(folder) / METRICS_NAME
+    document = read_json(path, "an ampcap run's metrics")
+    advice = "Restore it, or resume the run with `ampcap train ... --resume` to rewrite it."
+    build(_Metrics, document, str(path), TrainingError, advice)
+    return document

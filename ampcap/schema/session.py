@@ -14,6 +14,7 @@ from typing import Any
 
 from ampcap.errors import SessionError
 from ampcap.files import atomic_write_json, read_json
+from ampcap.schema.fields import PATH, build, expect
 
 SCHEMA_VERSION = 1
 MANIFEST_NAME = "session.json"
@@ -82,7 +83,7 @@ class Marker:
 class Program:
     """What ``program.wav`` holds and where."""
 
-    file: str
+    file: str = field(metadata=PATH)
     sample_rate_hz: int
     length: int
     sha256: str
@@ -118,10 +119,12 @@ class Take:
 
     ``frames`` is how many frames are on disk; ``underflows``/``overflows`` count PortAudio's
     flags seen during the take; ``peaks_dbfs`` has one entry per channel in TAKE_CHANNELS.
+    ``sha256`` is :func:`ampcap.files.sha256_array` of a complete take's samples (empty in
+    sessions recorded before ampcap wrote it).
     """
 
     knobs: dict[str, float]
-    file: str
+    file: str = field(metadata=PATH)
     status: str = "pending"
     attempts: int = 0
     started_at: str | None = None
@@ -131,6 +134,7 @@ class Take:
     overflows: int = 0
     peaks_dbfs: dict[str, float] = field(default_factory=dict)
     message: str | None = None
+    sha256: str = ""
 
 
 @dataclass(frozen=True)
@@ -167,38 +171,28 @@ class SessionManifest:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any], where: str = "session.json") -> SessionManifest:
-        try:
-            version = data["schema_version"]
-            if version != SCHEMA_VERSION:
-                raise SessionError(
-                    f"{where} has schema version {version}; this ampcap reads version "
-                    f"{SCHEMA_VERSION}. Use the ampcap version that recorded it."
-                )
-            program = data["program"]
-            return cls(
-                schema_version=version,
-                ampcap_version=data["ampcap_version"],
-                created_at=data["created_at"],
-                rig=data["rig"],
-                devices=dict(data["devices"]),
-                sample_rate_hz=int(data["sample_rate_hz"]),
-                channels=tuple(data["channels"]),
-                program=Program(
-                    file=program["file"],
-                    sample_rate_hz=int(program["sample_rate_hz"]),
-                    length=int(program["length"]),
-                    sha256=program["sha256"],
-                    peak_dbfs=float(program["peak_dbfs"]),
-                    marker=Marker(**program["marker"]),
-                    sections=tuple(Section(**s) for s in program["sections"]),
-                    sources=tuple(Source(**s) for s in program["sources"]),
-                ),
-                knobs=tuple(Knob(**k) for k in data["knobs"]),
-                takes=tuple(Take(**t) for t in data["takes"]),
+    def from_dict(
+        cls, data: dict[str, Any], where: str = MANIFEST_NAME, root: Path | None = None
+    ) -> SessionManifest:
+        """Read a session manifest; a damaged one raises :class:`SessionError` naming the field.
+
+        ``root`` is the session folder: the take and program paths must lie inside it.
+        """
+        advice = "Restore the file, or record the session again into a new folder."
+        version = expect(data, "schema_version", int, where, SessionError, advice)
+        if version != SCHEMA_VERSION:
+            raise SessionError(
+                f"{where} has schema version {version}; this ampcap reads version "
+                f"{SCHEMA_VERSION}. Use the ampcap version that recorded it."
             )
-        except (KeyError, TypeError, ValueError) as exc:
-            raise SessionError(f"{where} is damaged or not an ampcap session ({exc!r}).") from exc
+        manifest = build(cls, data, where, SessionError, advice, root)
+        for index, take in enumerate(manifest.takes):
+            if take.status not in TAKE_STATUSES:
+                raise SessionError(
+                    f"{where} is damaged: takes[{index}].status is {take.status!r}, not one of "
+                    f"{', '.join(TAKE_STATUSES)}. {advice}"
+                )
+        return manifest
 
 
 def take_file_name(knobs: dict[str, float]) -> str:
@@ -227,7 +221,9 @@ def load_session(folder: str | Path) -> SessionManifest:
             f"{folder} is not a capture session: it has no {MANIFEST_NAME}. Record one with "
             "`ampcap record`, or give the session folder's path."
         )
-    return SessionManifest.from_dict(read_json(path, "an ampcap session manifest"), str(path))
+    return SessionManifest.from_dict(
+        read_json(path, "an ampcap session manifest"), str(path), folder
+    )
 
 
 def save_session(folder: str | Path, manifest: SessionManifest) -> None:
