@@ -177,8 +177,6 @@ class _BandLimitedCorrelation:
         del reference_spectrum
         self.plain = sfft.irfft(spectrum, self.n)
         self.samples = self.plain
-        # The spectrum of the correlation that is searched, for the exact refinement.
-        self.spectrum = spectrum.copy() if weighting == "plain" else spectrum
         # Bins where the reference has no energy (beyond the sweep's band) carry only noise.
         magnitude = np.abs(spectrum)
         keep = (power > 1e-6 * power.max()) & (magnitude > 0)
@@ -232,18 +230,22 @@ class _BandLimitedCorrelation:
         the maximum exactly. A step that would leave the half-sample found by the zoom, or a
         curvature of the wrong sign, keeps the zoom's answer.
         """
-        k = np.arange(len(self.spectrum), dtype=np.float64)
-        omega = 2.0 * np.pi * k / self.n
-        weight = np.full(len(k), 2.0)
-        weight[0] = 1.0
-        if self.n % 2 == 0:
-            weight[-1] = 1.0
-        scaled = polarity * weight * omega * self.spectrum
+        # The spectrum is made again from the correlation (exact: one is the other's inverse
+        # transform), and the sums run a block of bins at a time: an alignment's memory peaks
+        # in this search, and whole-spectrum temporaries would raise it.
+        spectrum = sfft.rfft(self.samples)
         found = lag
+        block = 1 << 13
         for _ in range(steps):
-            turned = scaled * np.exp(1j * omega * found)
-            slope = -float(np.sum(turned.imag))
-            curvature = -float(np.dot(omega, turned.real))
+            slope = curvature = 0.0
+            for first in range(0, len(spectrum), block):
+                k = np.arange(first, min(first + block, len(spectrum)), dtype=np.float64)
+                omega = 2.0 * np.pi * k / self.n
+                # irfft counts every bin twice but DC and (n even) Nyquist.
+                weight = np.where((k == 0) | (2 * k == self.n), 1.0, 2.0) * polarity
+                turned = spectrum[first : first + len(k)] * np.exp(1j * omega * found)
+                slope -= float(np.dot(weight * omega, turned.imag))
+                curvature -= float(np.dot(weight * omega * omega, turned.real))
             if curvature >= 0:
                 return lag
             found -= slope / curvature
