@@ -113,7 +113,7 @@ def build_plugin(
     from scipy import signal
     from thirdparty import run_device
 
-    from ampcap.files import read_audio, write_audio
+    from ampcap.files import read_audio, sha256_array, write_audio
     from ampcap.schema.session import (
         PROGRAM_NAME,
         Knob,
@@ -146,7 +146,15 @@ def build_plugin(
         pair = np.stack([program[:, 0], output[: program.shape[0]]], axis=1)
         knobs = {knob_name: position}
         write_audio(session / take_file_name(knobs), pair, rate)
-        takes.append(replace(take, knobs=knobs, file=take_file_name(knobs), frames=pair.shape[0]))
+        takes.append(
+            replace(
+                take,
+                knobs=knobs,
+                file=take_file_name(knobs),
+                frames=pair.shape[0],
+                sha256=sha256_array(pair),
+            )
+        )
     knob = Knob(knob_name, 0.0, 1.0)
     save_session(session, replace(manifest, knobs=(knob,), takes=tuple(takes)))
     sh(AMPCAP + ["align", str(session)], log)
