@@ -426,8 +426,7 @@ def build_dataset(
         for i in indices:
             take = next(t for t in session.takes if same_setting(t.knobs, settings[i]))
             paths[(session.index, i)] = take.path
-    # Named before it is made, so a Ctrl-C or SIGTERM at any point leaves no hidden folder.
-    tmp = out.parent / f".{out.name}.{secrets.token_hex(8)}.partial"
+    tmp = _hidden_name(out, "partial")
     try:
         tmp.mkdir()
         files = _write_splits(tmp, pieces, paths, knob_values, rate, progress)
@@ -459,22 +458,16 @@ def build_dataset(
     )
 
 
-def _fresh_folder(out: Path, kind: str) -> Path:
-    """A new hidden folder beside ``out`` (created with the user's umask, unlike mkdtemp's 0700)."""
-    while True:
-        candidate = out.parent / f".{out.name}.{secrets.token_hex(4)}.{kind}"
-        try:
-            candidate.mkdir()
-            return candidate
-        except FileExistsError:
-            continue
+def _hidden_name(out: Path, kind: str) -> Path:
+    """A new hidden name beside ``out``, chosen before anything is made there, so that a
+    Ctrl-C or SIGTERM at any point leaves nothing behind that the ``finally`` does not know."""
+    return out.parent / f".{out.name}.{secrets.token_hex(8)}.{kind}"
 
 
 def _replace(tmp: Path, out: Path) -> None:
     """Move the finished dataset into place; an old copy of the same dataset goes last."""
     if out.exists():
-        old = _fresh_folder(out, "old")
-        os.rmdir(old)
+        old = _hidden_name(out, "old")
         os.rename(out, old)
         try:
             os.rename(tmp, out)

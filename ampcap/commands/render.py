@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from contextlib import nullcontext
 from pathlib import Path
 
 import click
@@ -69,35 +70,26 @@ def render(
     from ampcap.train.render import render_file
 
     values = parse_knob_values(knob_values)
-    with output_lock(out_path, "render"):
-        if err.is_terminal:
-            with progress(transient=True) as bar:
-                task = bar.add_task("rendering", total=None)
+    # No bar when stderr is a file or a pipe: it would only leave an empty line behind.
+    bar_or_none = progress(transient=True) if err.is_terminal else nullcontext()
+    with output_lock(out_path, "render"), bar_or_none as bar:
+        update = None
+        if bar is not None:
+            task = bar.add_task("rendering", total=None)
 
-                def update(done: int, total: int) -> None:
-                    bar.update(task, completed=done, total=total)
+            def update(done: int, total: int) -> None:
+                bar.update(task, completed=done, total=total)
 
-                result = render_file(
-                    model,
-                    in_path,
-                    out_path,
-                    values,
-                    resample=resample,
-                    workers=workers,
-                    on_progress=update,
-                    warmup_seconds=warmup_seconds,
-                )
-        else:
-            # No bar when stderr is a file or a pipe: it would only leave an empty line behind.
-            result = render_file(
-                model,
-                in_path,
-                out_path,
-                values,
-                resample=resample,
-                workers=workers,
-                warmup_seconds=warmup_seconds,
-            )
+        result = render_file(
+            model,
+            in_path,
+            out_path,
+            values,
+            resample=resample,
+            workers=workers,
+            on_progress=update,
+            warmup_seconds=warmup_seconds,
+        )
     for note in result.notices:
         warn(note)
     stats = result.stats

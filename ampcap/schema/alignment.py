@@ -17,7 +17,7 @@ from typing import Any
 
 from ampcap.errors import SessionError
 from ampcap.files import atomic_write_json, read_json
-from ampcap.schema.fields import PATH, build, expect
+from ampcap.schema.fields import PATH, build, expect_version
 
 SCHEMA_VERSION = 1
 ALIGNED_DIR = "aligned"
@@ -113,12 +113,9 @@ class AlignmentManifest:
     ) -> AlignmentManifest:
         """Read an alignment manifest; ``root`` is the session folder its paths lie in."""
         advice = "Run `ampcap align` on the session again."
-        version = expect(data, "schema_version", int, where, SessionError, advice)
-        if version != SCHEMA_VERSION:
-            raise SessionError(
-                f"{where} has schema version {version}; this ampcap reads "
-                f"{SCHEMA_VERSION}. Run `ampcap align` again."
-            )
+        expect_version(
+            data, SCHEMA_VERSION, where, SessionError, advice, "Run `ampcap align` again."
+        )
         manifest = build(cls, data, where, SessionError, advice, root)
         build(
             _SessionChecks,

@@ -15,7 +15,7 @@ from typing import Any
 
 from ampcap.errors import DatasetError
 from ampcap.files import atomic_write_json, read_json
-from ampcap.schema.fields import PATH, build, expect
+from ampcap.schema.fields import PATH, build, expect_version
 from ampcap.schema.session import Knob
 
 SCHEMA_VERSION = 1
@@ -119,12 +119,9 @@ class DatasetManifest:
     ) -> DatasetManifest:
         """Read a dataset manifest; ``root`` is the dataset folder its split files lie in."""
         advice = "Run `ampcap split` again to rebuild the dataset."
-        version = expect(data, "schema_version", int, where, DatasetError, advice)
-        if version != SCHEMA_VERSION:
-            raise DatasetError(
-                f"{where} has schema version {version}; this ampcap reads "
-                f"{SCHEMA_VERSION}. Run `ampcap split` again."
-            )
+        expect_version(
+            data, SCHEMA_VERSION, where, DatasetError, advice, "Run `ampcap split` again."
+        )
         return build(cls, data, where, DatasetError, advice, root)
 
 

@@ -203,3 +203,18 @@ def expect(
         return _convert(data[name], hint, name, None, False)
     except _Damaged as exc:
         raise error(f"{where} is damaged: {exc.field_name} {exc.problem}. {advice}") from None
+
+
+def expect_version(
+    data: Any,
+    version: int,
+    where: str | Path,
+    error: type[AmpcapError],
+    advice: str,
+    remedy: str,
+) -> None:
+    """Refuse a document without ``schema_version`` or of another version than ``version``;
+    ``remedy`` is the sentence that says how to get one this ampcap reads."""
+    found = expect(data, "schema_version", int, where, error, advice)
+    if found != version:
+        raise error(f"{where} has schema version {found}; this ampcap reads {version}. {remedy}")

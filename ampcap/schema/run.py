@@ -15,7 +15,7 @@ from typing import Any
 
 from ampcap.errors import TrainingError
 from ampcap.files import atomic_write_json, read_json
-from ampcap.schema.fields import build, expect
+from ampcap.schema.fields import build, expect_version
 from ampcap.schema.session import Knob
 
 SCHEMA_VERSION = 1
@@ -110,12 +110,14 @@ class RunManifest:
     def from_dict(cls, data: dict[str, Any], where: str = MANIFEST_NAME) -> RunManifest:
         """Read a run manifest; a damaged one raises :class:`TrainingError` naming the field."""
         advice = "Restore the file, or train again into a new --out folder."
-        version = expect(data, "schema_version", int, where, TrainingError, advice)
-        if version != SCHEMA_VERSION:
-            raise TrainingError(
-                f"{where} has schema version {version}; this ampcap reads "
-                f"{SCHEMA_VERSION}. Train the run again with this version."
-            )
+        expect_version(
+            data,
+            SCHEMA_VERSION,
+            where,
+            TrainingError,
+            advice,
+            "Train the run again with this version.",
+        )
         manifest = build(cls, data, where, TrainingError, advice)
         build(
             _ModelShape, manifest.model_config, where, TrainingError, advice, prefix="model_config"

@@ -14,7 +14,7 @@ from typing import Any
 
 from ampcap.errors import SessionError
 from ampcap.files import atomic_write_json, read_json
-from ampcap.schema.fields import PATH, build, expect
+from ampcap.schema.fields import PATH, build, expect_version
 
 SCHEMA_VERSION = 1
 MANIFEST_NAME = "session.json"
@@ -179,12 +179,14 @@ class SessionManifest:
         ``root`` is the session folder: the take and program paths must lie inside it.
         """
         advice = "Restore the file, or record the session again into a new folder."
-        version = expect(data, "schema_version", int, where, SessionError, advice)
-        if version != SCHEMA_VERSION:
-            raise SessionError(
-                f"{where} has schema version {version}; this ampcap reads version "
-                f"{SCHEMA_VERSION}. Use the ampcap version that recorded it."
-            )
+        expect_version(
+            data,
+            SCHEMA_VERSION,
+            where,
+            SessionError,
+            advice,
+            "Use the ampcap version that recorded it.",
+        )
         manifest = build(cls, data, where, SessionError, advice, root)
         for index, take in enumerate(manifest.takes):
             if take.status not in TAKE_STATUSES:
