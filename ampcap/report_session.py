@@ -25,6 +25,7 @@ from rich.text import Text
 
 from ampcap.console import err, print_json, warn
 from ampcap.files import atomic_write_bytes, read_audio, sha256_file
+from ampcap.labels import knob_label
 from ampcap.outputs import atomic_output
 from ampcap.schema.alignment import AlignedTake, AlignmentManifest, load_alignment
 from ampcap.schema.session import MANIFEST_NAME, PROGRAM_NAME, SessionManifest, load_session
@@ -46,10 +47,6 @@ MARKER_EXCERPT_SAMPLES = 96
 SPECTRUM_SECONDS = 8.0
 
 _VERDICT_STYLE = {"ok": "green", "warning": "yellow", "failed": "bold red"}
-
-
-def _knob_label(knobs: dict[str, float]) -> str:
-    return ",".join(f"{name}={value:g}" for name, value in knobs.items())
 
 
 def _fmt(value: Any, spec: str) -> str:
@@ -85,7 +82,7 @@ def alignment_table(manifest: AlignmentManifest, title: str) -> Table:
         e = take.estimates
         style = _VERDICT_STYLE.get(take.verdict, "")
         table.add_row(
-            _knob_label(take.knobs),
+            knob_label(take.knobs),
             Text(take.verdict, style=style),
             _fmt(e.get("latency_samples"), ".3f"),
             _fmt(e.get("drift_ppm"), "+.2f"),
@@ -110,7 +107,7 @@ def print_alignment(manifest: AlignmentManifest, title: str) -> None:
     for take in manifest.takes:
         style = _VERDICT_STYLE.get(take.verdict, "")
         for message in take.messages:
-            err.print(Text.assemble((f"{_knob_label(take.knobs)}:", style), " ", message))
+            err.print(Text.assemble((f"{knob_label(take.knobs)}:", style), " ", message))
     for message in manifest.session_checks.get("messages", []):
         err.print(Text.assemble(("session:", "yellow"), " ", message))
 
@@ -259,7 +256,7 @@ def _write_clips(
     start = di.start + loudest_window(searched, frames)
     signals = [("DI (what was played)", "di", program[start : start + frames])]
     for take in takes:
-        label = _knob_label(take.knobs) or "take"
+        label = knob_label(take.knobs) or "take"
         signals.append((label, label, _read_frames(folder / take.file, start, frames)[:, 1]))
     gain = common_gain([signal for _, _, signal in signals])
     out_dir = folder / REPORT_DIR / AUDIO_DIR
@@ -305,7 +302,7 @@ def _plot_correlations(
         loop_col, dev_col = (1, 0) if e.get("channels_swapped") else (0, 1)
         drift = (e.get("drift_ppm") or 0.0) * 1e-6
         at_marker = drift * (marker.start + length / 2)
-        label = _knob_label(take.knobs)
+        label = knob_label(take.knobs)
         needed = (
             ("loopback_latency_samples", "device_latency_samples")
             if e.get("input") == "loopback"
@@ -379,7 +376,7 @@ def _plot_markers(
             axis.plot(t, reference, color="0.6", lw=3, label="program")
             axis.plot(t, pair[:, 0], color="C0", lw=1.2, label="input")
             axis.plot(t, pair[:, 1] * scale, color="C3", lw=1, ls="--", label="target (scaled)")
-            axis.set_title(f"{_knob_label(take.knobs)}: {name.replace('_', ' ')}", fontsize=8)
+            axis.set_title(f"{knob_label(take.knobs)}: {name.replace('_', ' ')}", fontsize=8)
             axis.tick_params(labelsize=7)
             axis.grid(alpha=0.3)
             if row == 0 and col == 0:
@@ -410,7 +407,7 @@ def _plot_volume(alignment: AlignmentManifest, path: Path) -> None:
     else:
         axis.plot(range(len(levels)), levels, "o-")
         axis.set_xticks(range(len(levels)))
-        axis.set_xticklabels([_knob_label(p["knobs"]) for p in curve], rotation=30, fontsize=7)
+        axis.set_xticklabels([knob_label(p["knobs"]) for p in curve], rotation=30, fontsize=7)
     axis.set_ylabel("output RMS (dBFS)")
     axis.grid(alpha=0.3)
     fig.tight_layout()
@@ -435,7 +432,7 @@ def _plot_spectra(
             freqs[1:],
             10 * np.log10(np.maximum(power[1:], 1e-20)),
             lw=1,
-            label=_knob_label(take.knobs),
+            label=knob_label(take.knobs),
         )
     axis.set_xlabel("frequency (Hz)")
     axis.set_ylabel("power (dB/Hz)")
@@ -467,7 +464,7 @@ def _html(
             + "".join(
                 f"<td>{esc(str(cell))}</td>"
                 for cell in (
-                    _knob_label(take.knobs),
+                    knob_label(take.knobs),
                     take.verdict,
                     _fmt(e.get("latency_samples"), ".3f"),
                     _fmt(e.get("device_latency_samples"), ".3f"),
@@ -489,7 +486,7 @@ def _html(
     for take in alignment.takes:
         for message in take.messages:
             warnings.append(
-                f"<li class='{esc(take.verdict)}'><b>{esc(_knob_label(take.knobs))}"
+                f"<li class='{esc(take.verdict)}'><b>{esc(knob_label(take.knobs))}"
                 f" ({esc(take.verdict)}):</b> {esc(message)}</li>"
             )
     for message in alignment.session_checks.get("messages", []):

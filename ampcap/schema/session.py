@@ -7,13 +7,13 @@ in samples on the program's time axis: sample 0 is the first sample of ``program
 
 from __future__ import annotations
 
-import re
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from ampcap.errors import SessionError
 from ampcap.files import atomic_write_json, read_json
+from ampcap.labels import knob_label, parse_label
 from ampcap.schema.fields import PATH, build, expect_version
 
 SCHEMA_VERSION = 1
@@ -199,18 +199,14 @@ class SessionManifest:
 
 def take_file_name(knobs: dict[str, float]) -> str:
     """``takes/isf=2.5.wav``; several knobs join with commas in the knob order given."""
-    parts = [f"{name}={value:g}" for name, value in knobs.items()]
-    return f"{TAKES_DIR}/{','.join(parts)}.wav"
+    return f"{TAKES_DIR}/{knob_label(knobs)}.wav"
 
 
 def parse_take_stem(stem: str) -> dict[str, float]:
     """Inverse of :func:`take_file_name`'s stem: ``"isf=2.5,gain=5"`` -> ``{"isf": 2.5, ...}``."""
-    knobs: dict[str, float] = {}
-    for part in stem.split(","):
-        match = re.fullmatch(r"([A-Za-z_][\w-]*)=(-?[\d.]+(?:e-?\d+)?)", part)
-        if not match:
-            raise SessionError(f"{stem!r} is not a take name like 'isf=2.5'.")
-        knobs[match.group(1)] = float(match.group(2))
+    knobs = parse_label(stem)
+    if knobs is None:
+        raise SessionError(f"{stem!r} is not a take name like 'isf=2.5'.")
     return knobs
 
 
