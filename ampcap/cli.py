@@ -26,6 +26,7 @@ COMMANDS = {
     "rigs": "ampcap.commands.rig:rigs",
     "align": "ampcap.commands.align:align",
     "split": "ampcap.commands.split:split",
+    "plan": "ampcap.commands.plan:plan",
     "train": "ampcap.commands.train:train",
     "export": "ampcap.commands.export:export",
     "render": "ampcap.commands.render:render",

@@ -127,7 +127,7 @@ def build_plugin(
     session = work / "captures" / key
     # A session left by an earlier run in this working folder holds another knob plan.
     shutil.rmtree(session, ignore_errors=True)
-    extra = ["--range", "0:1"]
+    extra = ["--range", "0:1", "--steps", str(len(positions))]
     if di is not None:
         extra += ["--di", str(di)]
     record_virtual(session, log, *extra)
