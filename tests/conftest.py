@@ -1,4 +1,5 @@
-"""Fixtures for the real-audio tests: a private JACK server and ampcap's JACK device.
+"""Fixtures shared by the tests: the ``ampcap`` command run in-process (:func:`cli`), and for
+the real-audio tests a private JACK server and ampcap's JACK device.
 
 Tests marked ``jack`` record through PortAudio and a real ``jackd`` (dummy backend, synchronous
 mode, 1024-frame periods, a server name no other process uses). They are skipped, with the
@@ -14,7 +15,8 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
 import pytest
 
@@ -22,6 +24,42 @@ from ampcap.capture.jack_device import JackServer, VirtualAmpProcess, jack_unava
 
 # No process started by the tests may spawn a JACK server of its own behind our back.
 os.environ["JACK_NO_START_SERVER"] = "1"
+
+
+@dataclass(frozen=True)
+class CliResult:
+    """What ``ampcap ARGS`` did: its exit status and what it wrote on stdout and stderr."""
+
+    code: int
+    out: str
+    err: str
+
+    @property
+    def err_flat(self) -> str:
+        """stderr with every run of whitespace made one space (messages wrap at the terminal)."""
+        return " ".join(self.err.split())
+
+
+@pytest.fixture
+def cli(capsys: pytest.CaptureFixture[str]) -> Callable[..., CliResult]:
+    """Run ``ampcap ARGS`` in this process, as the console script does, and return a
+    :class:`CliResult`. Standard input is not a terminal under pytest, exactly as in a script;
+    user errors give status 2 and one message, an interrupted command 130 or 143."""
+    from ampcap.cli import main
+
+    def run(*args: object) -> CliResult:
+        capsys.readouterr()
+        try:
+            main([str(a) for a in args])
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else 1
+        else:
+            code = 0
+        captured = capsys.readouterr()
+        return CliResult(code, captured.out, captured.err)
+
+    return run
+
 
 #: The JACK device's knob value when the suite starts (every take sets it again).
 DEVICE_START_KNOBS = {"isf": 5.0}
