@@ -28,15 +28,10 @@ from export_helpers import (
 from export_reference import aidax_reference, nam_reference, proteus_reference
 
 from ampcap.errors import ModelFormatError, UsageError
-from ampcap.train.export import (
-    NAM_VERSION,
-    NamMetadata,
-    export_model,
-    fold_knobs,
-    read_exported,
-    weights_from_model,
-    write_exports,
-)
+from ampcap.train.export import export_model, write_exports
+from ampcap.train.formats import read_exported
+from ampcap.train.nam import NAM_VERSION, NamMetadata
+from ampcap.train.weights import fold_knobs, weights_from_model
 
 TOLERANCE = 1e-5
 AUDIO = guitar_audio(3000)
@@ -136,7 +131,7 @@ def test_proteus_keeps_the_knob_as_an_input(
 
 
 def test_proteus_warnings_say_what_the_player_does() -> None:
-    from ampcap.train.export import proteus_warnings
+    from ampcap.train.proteus import proteus_warnings
 
     two_knobs = weights_from_model(make_model("lstm", hidden=40, knobs=2, skip=True), ["a", "b"])
     notes = proteus_warnings(two_knobs, 44100)
@@ -209,7 +204,7 @@ def test_folding_is_exact_in_the_arrays() -> None:
 
 @pytest.mark.parametrize("fmt", ["nam", "proteus", "aidax"])
 def test_read_back_builds_the_same_model(tmp_path: Path, fmt: str) -> None:
-    from ampcap.train.export import model_from_weights
+    from ampcap.train.weights import model_from_weights
 
     model = make_model("lstm", hidden=8, knobs=1, seed=7)
     path = tmp_path / ("m.nam" if fmt == "nam" else "m.json")

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ampcap.train.export import RecurrentWeights, model_from_weights
+from ampcap.train.weights import RecurrentWeights, model_from_weights
 
 NAM_SILENCE_SAMPLES = 48_000
 LOUDNESS_INPUT_RATE_HZ = 48_000
@@ -123,6 +123,8 @@ def nam_playback(weights: RecurrentWeights) -> NamPlayback:
             rms = torch.sqrt(torch.mean(y**2, dim=1)).numpy()
     finally:
         torch.set_num_threads(threads)
+    # numpy's log10, not ampcap.levels (the math library's): the two differ in the last bit on
+    # some CPUs, and this value is written into every .nam file.
     loudness_db = float(20.0 * np.log10(max(rms[-1], 1e-30)))
     full = rms[-1] * GAIN_STEPS  # every step at full output: 100 % compression
     linear = 0.5 * full  # output proportional to input: no compression

@@ -40,13 +40,18 @@ import torch
 
 from ampcap.errors import AudioFileError, ModelFormatError, UsageError
 from ampcap.files import audio_info, read_audio, write_audio
+from ampcap.labels import knob_label
+from ampcap.levels import dbfs
 from ampcap.outputs import check_output_file
+from ampcap.schema.run import BEST_MODEL
 from ampcap.schema.session import Knob
-from ampcap.train.export import (
+from ampcap.train.formats import read_exported
+from ampcap.train.weights import (
     RecurrentWeights,
+    checkpoint_knobs,
     fold_knobs,
+    model_from_weights,
     normalised_setting,
-    read_exported,
     weights_from_model,
 )
 
@@ -356,6 +361,122 @@ def _feedforward_runner(model: Any, knobs: Sequence[float]) -> Callable[..., np.
     return run
 
 
+def _checked_audio(audio: np.ndarray, silence_samples: int) -> np.ndarray:
+    """``audio`` as float32 after checking it is mono and finite, and the warm-up is not negative."""
+    audio = np.asarray(audio, dtype=np.float32)
+    if audio.ndim != 1:
+        raise UsageError(f"render takes mono audio of shape (frames,), not {audio.shape}.")
+    if not np.isfinite(audio).all():
+        raise UsageError("The audio holds NaN or infinite samples; fix its source first.")
+    if silence_samples < 0:
+        raise UsageError(f"The warm-up must be 0 s or more, not {silence_samples} samples.")
+    return audio
+
+
+def _runner(
+    model: Any,
+    knobs: Sequence[float],
+    warmup_samples: int,
+    initial_state: tuple[tuple[np.ndarray, np.ndarray], ...],
+) -> tuple[Callable[..., np.ndarray], int]:
+    """What renders a batch of windows for ``model`` at this knob setting, and its first warm-up.
+
+    A recurrent model gets the batched kernel with the knobs folded in and starts from
+    ``warmup_samples``; a feed-forward one its own forward pass and a warm-up of its receptive
+    field, which is exact.
+    """
+    config = getattr(model, "config", None)
+    if getattr(config, "recurrent", False):
+        names = [f"input{j}" for j in range(len(knobs))]
+        weights = replace(weights_from_model(model, names), initial_state=tuple(initial_state))
+        kernel = _RecurrentKernel(fold_knobs(weights, dict(zip(names, knobs, strict=True))))
+        return kernel.run, max(0, int(warmup_samples))
+    return _feedforward_runner(model, knobs), max(0, int(getattr(config, "receptive_field", 1)) - 1)
+
+
+class _Progress:
+    """Adds up the samples of work the threads finish and reports ``(done, total)``."""
+
+    def __init__(self, on_progress: ProgressCallback | None) -> None:
+        self.on_progress = on_progress
+        self.lock = threading.Lock()
+        self.done = 0
+        self.total = 0
+
+    def restart(self, total: int) -> None:
+        self.done, self.total = 0, total
+
+    def __call__(self, samples: int) -> None:
+        with self.lock:
+            self.done += samples
+            current = self.done
+        if self.on_progress is not None:
+            self.on_progress(min(current, self.total), self.total)
+
+
+@dataclass(frozen=True)
+class _Cut:
+    """How one render pass cuts the signal: see :func:`_render_pass`."""
+
+    chunk: int
+    chunks: int
+    warmup: int
+    group: int  # windows built and run at once
+
+    @property
+    def work(self) -> int:
+        """Samples the pass runs through the model, warm-ups included."""
+        return self.chunks * (self.chunk + self.warmup)
+
+
+def _cut(frames: int, warmup: int, recurrent: bool, workers: int, chunk: int | None) -> _Cut:
+    """The cut for ``frames`` samples with this warm-up; ``chunk`` None picks the length."""
+    if chunk is None:
+        chunk = _auto_chunk(frames, warmup, recurrent, workers)
+    chunks = max(1, math.ceil(max(frames - warmup, 0) / chunk))
+    if chunks == 1:
+        chunk, warmup = max(frames, 1), 0
+    if recurrent:
+        group = max(1, min(MAX_BATCH, MAX_GROUP_FRAMES // (chunk + warmup)))
+    else:
+        group = max(1, FEEDFORWARD_BLOCK_FRAMES // (chunk + warmup))
+    return _Cut(chunk, chunks, warmup, group)
+
+
+def _render_until_seams_agree(
+    run: Callable[..., np.ndarray],
+    audio: np.ndarray,
+    warmup: int,
+    recurrent: bool,
+    workers: int,
+    chunk: int | None,
+    tolerance: float,
+    progress: _Progress,
+) -> tuple[np.ndarray, float, _Cut]:
+    """Render pass after pass, doubling the warm-up until the seams agree: (output, seam, cut)."""
+    frames = audio.size
+    threads_before = torch.get_num_threads()
+    try:
+        # One intra-op thread: each step's operations are far too small to split (two threads
+        # on one step measured 100x slower); parallelism comes from the chunks instead.
+        torch.set_num_threads(1)
+        with torch.inference_mode():
+            while True:
+                cut = _cut(frames, warmup, recurrent, workers, chunk)
+                progress.restart(cut.work)
+                output, seam = _render_pass(
+                    run, audio, cut.chunk, cut.warmup, workers, cut.group, progress
+                )
+                if not recurrent:
+                    seam = 0.0  # exact: the warm-up covers the receptive field
+                # A model that remembers longer than the warm-up: run again with a longer one.
+                if seam <= tolerance * SEAM_MARGIN or cut.chunks == 1 or cut.warmup >= frames:
+                    return output, seam, cut
+                warmup = min(2 * max(cut.warmup, 1), frames)
+    finally:
+        torch.set_num_threads(threads_before)
+
+
 def render_with_stats(
     model: Any,
     audio: np.ndarray,
@@ -372,13 +493,7 @@ def render_with_stats(
 ) -> tuple[np.ndarray, RenderStats]:
     """Render ``audio`` through ``model``; see :func:`render`. Also returns :class:`RenderStats`."""
     started = time.perf_counter()
-    audio = np.asarray(audio, dtype=np.float32)
-    if audio.ndim != 1:
-        raise UsageError(f"render takes mono audio of shape (frames,), not {audio.shape}.")
-    if not np.isfinite(audio).all():
-        raise UsageError("The audio holds NaN or infinite samples; fix its source first.")
-    if silence_samples < 0:
-        raise UsageError(f"The warm-up must be 0 s or more, not {silence_samples} samples.")
+    audio = _checked_audio(audio, silence_samples)
     kept = audio.size
     knobs = [float(k) for k in knobs_normalised]
     config = getattr(model, "config", None)
@@ -394,62 +509,17 @@ def render_with_stats(
         )
     if workers < 1:
         raise UsageError(f"workers must be at least 1, not {workers}.")
-    frames = audio.size
-    if recurrent:
-        names = [f"input{j}" for j in range(len(knobs))]
-        weights = replace(weights_from_model(model, names), initial_state=tuple(initial_state))
-        kernel = _RecurrentKernel(fold_knobs(weights, dict(zip(names, knobs, strict=True))))
-        run = kernel.run
-        warmup = max(0, int(warmup_samples))
-    else:
-        run = _feedforward_runner(model, knobs)
-        warmup = max(0, int(getattr(config, "receptive_field", 1)) - 1)
-
-    threads_before = torch.get_num_threads()
-    done = 0
-    lock = threading.Lock()
-
-    def progress(n: int) -> None:
-        nonlocal done
-        with lock:
-            done += n
-            current = done
-        if on_progress is not None:
-            on_progress(min(current, total_work), total_work)
-
-    try:
-        # One intra-op thread: each step's operations are far too small to split (two threads
-        # on one step measured 100x slower); parallelism comes from the chunks instead.
-        torch.set_num_threads(1)
-        with torch.inference_mode():
-            while True:
-                if chunk_seconds is not None:
-                    chunk = max(1, round(chunk_seconds * sample_rate_hz))
-                else:
-                    chunk = _auto_chunk(frames, warmup, recurrent, workers)
-                chunks = max(1, math.ceil(max(frames - warmup, 0) / chunk))
-                if chunks == 1:
-                    chunk, warmup = max(frames, 1), 0
-                if recurrent:
-                    group = max(1, min(MAX_BATCH, MAX_GROUP_FRAMES // (chunk + warmup)))
-                else:
-                    group = max(1, FEEDFORWARD_BLOCK_FRAMES // (chunk + warmup))
-                total_work, done = chunks * (chunk + warmup), 0
-                output, seam = _render_pass(run, audio, chunk, warmup, workers, group, progress)
-                if not recurrent:
-                    seam = 0.0  # exact: the warm-up covers the receptive field
-                # A model that remembers longer than the warm-up: run again with a longer one.
-                if seam <= tolerance * SEAM_MARGIN or chunks == 1 or warmup >= frames:
-                    break
-                warmup = min(2 * max(warmup, 1), frames)
-    finally:
-        torch.set_num_threads(threads_before)
+    run, warmup = _runner(model, knobs, warmup_samples, initial_state)
+    chunk = None if chunk_seconds is None else max(1, round(chunk_seconds * sample_rate_hz))
+    output, seam, cut = _render_until_seams_agree(
+        run, audio, warmup, recurrent, workers, chunk, tolerance, _Progress(on_progress)
+    )
     output = output[output.size - kept :] if kept else output[:0]
     stats = RenderStats(
         frames=kept,
-        chunks=chunks,
-        chunk_samples=chunk,
-        warmup_samples=warmup,
+        chunks=cut.chunks,
+        chunk_samples=cut.chunk,
+        warmup_samples=cut.warmup,
         seam_error=seam,
         workers=workers,
         wall_seconds=time.perf_counter() - started,
@@ -590,18 +660,16 @@ def load_any_model(path: str | Path) -> LoadedModel:
     """
     path = Path(path)
     if path.is_dir():
-        if not (path / "model.pt").is_file():
+        if not (path / BEST_MODEL).is_file():
             raise ModelFormatError(
-                f"{path} is a folder without model.pt; give a run folder, a checkpoint (.pt) or "
-                "an exported .nam/.json file."
+                f"{path} is a folder without {BEST_MODEL}; give a run folder, a checkpoint (.pt) "
+                "or an exported .nam/.json file."
             )
-        path = path / "model.pt"
+        path = path / BEST_MODEL
     if not path.is_file():
         raise ModelFormatError(f"{path} does not exist; give a checkpoint or an exported model.")
     if path.suffix.lower() in (".nam", ".json"):
         exported = read_exported(path)
-        from ampcap.train.export import model_from_weights
-
         return LoadedModel(
             model_from_weights(exported.weights),
             exported.format,
@@ -613,11 +681,9 @@ def load_any_model(path: str | Path) -> LoadedModel:
     from ampcap.train.checkpoint import load_model
 
     model, checkpoint = load_model(path)
-    knobs = tuple(
-        Knob(str(k["name"]), float(k["minimum"]), float(k["maximum"]))
-        for k in checkpoint.get("knobs", ())
+    return LoadedModel(
+        model, "checkpoint", int(checkpoint["sample_rate_hz"]), checkpoint_knobs(checkpoint), {}
     )
-    return LoadedModel(model, "checkpoint", int(checkpoint["sample_rate_hz"]), knobs, {})
 
 
 @dataclass(frozen=True)
@@ -665,9 +731,9 @@ def knob_inputs(loaded: LoadedModel, knobs: Mapping[str, float]) -> list[float]:
         if name in values:
             if not math.isclose(values.pop(name), folded, rel_tol=1e-9, abs_tol=1e-9):
                 raise UsageError(
-                    f"This file was exported with {name}={folded:g} folded into the model; it "
-                    f"cannot play another {name}. Render the checkpoint (model.pt) instead, or "
-                    "export again at that setting."
+                    f"This file was exported with {knob_label({name: folded})} folded into the "
+                    f"model; it cannot play another {name}. Render the checkpoint ({BEST_MODEL}) "
+                    "instead, or export again at that setting."
                 )
     normalised = normalised_setting(loaded.knobs, values, require_all=True)
     return [normalised[k.name] for k in loaded.knobs]
@@ -722,6 +788,38 @@ def render_file(
     check_output_file(out_path, (model_path, in_path), option="OUT.wav")
     loaded = load_any_model(model_path)
     inputs = knob_inputs(loaded, knobs or {})
+    audio, file_rate = _read_mono(in_path)
+    model_rate, notices = _model_rate(loaded, file_rate, in_path, resample)
+    output, stats, wall = _render_timed(
+        loaded,
+        audio,
+        inputs,
+        file_rate,
+        model_rate,
+        workers=workers,
+        on_progress=on_progress,
+        silence_samples=round(warmup_seconds * model_rate),
+    )
+    peak_dbfs, output_notices = _checked_output(output, stats, model_path, in_path, out_path)
+    write_audio(out_path, output, file_rate)
+    return RenderResult(
+        out_path=out_path,
+        model_format=loaded.format,
+        frames=int(output.size),
+        sample_rate_hz=file_rate,
+        model_sample_rate_hz=model_rate,
+        knobs=dict(knobs or {}),
+        audio_seconds=output.size / file_rate,
+        wall_seconds=wall,
+        stats=stats,
+        peak_dbfs=peak_dbfs,
+        warmup_seconds=float(warmup_seconds),
+        notices=tuple(notices + output_notices),
+    )
+
+
+def _read_mono(in_path: Path) -> tuple[np.ndarray, int]:
+    """A mono file's samples (float32, shape (frames,)) and rate; refuses more channels."""
     info = audio_info(in_path)
     if info.channels != 1:
         raise AudioFileError(
@@ -729,7 +827,19 @@ def render_file(
             f"channel first (for example `sox {in_path.name} mono.wav remix 1`)."
         )
     samples, file_rate = read_audio(in_path, channels=1, allow_silence=True)
-    audio = samples[:, 0]
+    return samples[:, 0], file_rate
+
+
+def _model_rate(
+    loaded: LoadedModel, file_rate: int, in_path: Path, resample: bool
+) -> tuple[int, list[str]]:
+    """The rate to render at (the model's, or the file's when the model does not say), notices.
+
+    Raises
+    ------
+    AudioFileError
+        The rates differ and ``resample`` is False.
+    """
     notices = []
     model_rate = loaded.sample_rate_hz
     if model_rate is None:
@@ -748,6 +858,26 @@ def render_file(
             f"{in_path.name} is at {file_rate} Hz; resampled to the model's {model_rate} Hz for "
             f"rendering and back to {file_rate} Hz for the output."
         )
+    return model_rate, notices
+
+
+def _render_timed(
+    loaded: LoadedModel,
+    audio: np.ndarray,
+    inputs: Sequence[float],
+    file_rate: int,
+    model_rate: int,
+    *,
+    workers: int,
+    on_progress: ProgressCallback | None,
+    silence_samples: int,
+) -> tuple[np.ndarray, RenderStats, float]:
+    """Render ``audio`` at the model's rate, resampling to it and back: (output, stats, seconds).
+
+    The seconds count the render and the resampling back, not the resampling to the model's rate.
+    """
+    frames = audio.size
+    if file_rate != model_rate:
         audio = _resample(audio, file_rate, model_rate)
     started = time.perf_counter()
     output, stats = render_with_stats(
@@ -757,19 +887,32 @@ def render_file(
         sample_rate_hz=model_rate,
         workers=workers,
         on_progress=on_progress,
-        silence_samples=round(warmup_seconds * model_rate),
+        silence_samples=silence_samples,
         initial_state=loaded.initial_state,
     )
     if file_rate != model_rate:
-        output = _resample(output, model_rate, file_rate)[: samples.shape[0]]
-    wall = time.perf_counter() - started
+        output = _resample(output, model_rate, file_rate)[:frames]
+    return output, stats, time.perf_counter() - started
+
+
+def _checked_output(
+    output: np.ndarray, stats: RenderStats, model_path: Path, in_path: Path, out_path: Path
+) -> tuple[float, list[str]]:
+    """The output's peak in dBFS, and notices: seams that disagree, a peak above full scale.
+
+    Raises
+    ------
+    ModelFormatError
+        NaN or infinite samples, or a peak above :data:`MAX_OUTPUT_DBFS`: damaged weights.
+    """
+    notices = []
     if stats.seam_error > DEFAULT_TOLERANCE * SEAM_MARGIN:
         notices.append(
             f"Chunk seams differ by up to {stats.seam_error:.1e} even with a warm-up of "
             f"{stats.warmup_samples} samples: the model remembers for a long time."
         )
     peak = float(np.max(np.abs(output))) if output.size else 0.0
-    peak_dbfs = 20 * math.log10(peak) if peak > 0 else -math.inf
+    peak_dbfs = dbfs(peak)
     if not math.isfinite(peak) or peak_dbfs > MAX_OUTPUT_DBFS:
         what = (
             "NaN or infinite samples"
@@ -787,18 +930,4 @@ def render_file(
             f"The output peaks at {peak_dbfs:+.1f} dBFS; the float WAV keeps it, but lower the "
             "level before converting to 16 or 24 bit."
         )
-    write_audio(out_path, output, file_rate)
-    return RenderResult(
-        out_path=out_path,
-        model_format=loaded.format,
-        frames=int(output.size),
-        sample_rate_hz=file_rate,
-        model_sample_rate_hz=model_rate,
-        knobs=dict(knobs or {}),
-        audio_seconds=output.size / file_rate,
-        wall_seconds=wall,
-        stats=stats,
-        peak_dbfs=peak_dbfs,
-        warmup_seconds=float(warmup_seconds),
-        notices=tuple(notices),
-    )
+    return peak_dbfs, notices

@@ -52,11 +52,13 @@ def parse_knob_values(items: tuple[str, ...]) -> dict[str, float]:
 
 
 def _checkpoint_path(run: Path) -> Path:
+    from ampcap.schema.run import BEST_MODEL
+
     if run.is_dir():
-        path = run / "model.pt"
+        path = run / BEST_MODEL
         if not path.is_file():
             raise UsageError(
-                f"{run} has no model.pt; give a run folder made by `ampcap train` (or a .pt "
+                f"{run} has no {BEST_MODEL}; give a run folder made by `ampcap train` (or a .pt "
                 "checkpoint)."
             )
         return path
@@ -119,20 +121,23 @@ def export(
       ampcap export runs/demo --format proteus --json
     """
     from ampcap.console import info, print_json, warn
+    from ampcap.labels import describe, knob_label
     from ampcap.outputs import check_output_file, output_lock
+    from ampcap.schema.run import EXPORTS_DIR
     from ampcap.train.checkpoint import load_model
-    from ampcap.train.export import NamMetadata, default_file_name, export_model
+    from ampcap.train.export import default_file_name, export_model
+    from ampcap.train.nam import NamMetadata
 
     values = parse_knob_values(knob_values)
     checkpoint_path = _checkpoint_path(run)
     stem = (run if run.is_dir() else checkpoint_path.parent).resolve().name
     if out is None:
         base = run if run.is_dir() else checkpoint_path.parent
-        out = base / "exports" / default_file_name(stem, fmt, values)
+        out = base / EXPORTS_DIR / default_file_name(stem, fmt, values)
     check_output_file(out, (checkpoint_path,), option="--out", models_ok=True)
     model, checkpoint = load_model(checkpoint_path)
     metadata = NamMetadata(
-        name=name or f"{stem} {','.join(f'{k}={v:g}' for k, v in values.items())}".strip(),
+        name=name or f"{stem} {knob_label(values)}".strip(),
         modeled_by=modeled_by,
         gear_make=gear_make,
         gear_model=gear_model,
@@ -153,5 +158,5 @@ def export(
             }
         )
     else:
-        setting = ", ".join(f"{k}={v:g}" for k, v in values.items())
+        setting = describe(values)
         info(f"Wrote {result.path} ({fmt}{', ' + setting if setting else ''}).")

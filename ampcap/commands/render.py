@@ -5,11 +5,15 @@ from __future__ import annotations
 import math
 from contextlib import nullcontext
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from ampcap.commands.export import knob_value_option, parse_knob_values
 from ampcap.commands.options import Number, count, json_option
+
+if TYPE_CHECKING:  # the stage loads torch: imported inside the command, for --help's sake
+    from ampcap.train.render import RenderResult
 
 
 @click.command()
@@ -92,31 +96,34 @@ def render(
         )
     for note in result.notices:
         warn(note)
-    stats = result.stats
     if as_json:
-        print_json(
-            {
-                "out_path": str(result.out_path),
-                "model_format": result.model_format,
-                "knobs": result.knobs,
-                "frames": result.frames,
-                "sample_rate_hz": result.sample_rate_hz,
-                "model_sample_rate_hz": result.model_sample_rate_hz,
-                "audio_seconds": result.audio_seconds,
-                "wall_seconds": result.wall_seconds,
-                "real_time_factor": result.real_time_factor,
-                "peak_dbfs": result.peak_dbfs if math.isfinite(result.peak_dbfs) else None,
-                "warmup_seconds": result.warmup_seconds,
-                "chunks": stats.chunks,
-                "warmup_samples": stats.warmup_samples,
-                "seam_error": stats.seam_error,
-                "notices": list(result.notices),
-            }
-        )
+        print_json(_json_document(result))
     else:
         info(
             f"Wrote {result.out_path}: {result.audio_seconds:.1f} s rendered in "
             f"{result.wall_seconds:.2f} s, {result.real_time_factor:.0f}x real time "
-            f"({stats.chunks} chunk(s), {result.warmup_seconds:g} s of silence first, "
+            f"({result.stats.chunks} chunk(s), {result.warmup_seconds:g} s of silence first, "
             f"peak {result.peak_dbfs:+.1f} dBFS)."
         )
+
+
+def _json_document(result: RenderResult) -> dict[str, Any]:
+    """What ``--json`` prints: the result, with a silent output's peak as null."""
+    stats = result.stats
+    return {
+        "out_path": str(result.out_path),
+        "model_format": result.model_format,
+        "knobs": result.knobs,
+        "frames": result.frames,
+        "sample_rate_hz": result.sample_rate_hz,
+        "model_sample_rate_hz": result.model_sample_rate_hz,
+        "audio_seconds": result.audio_seconds,
+        "wall_seconds": result.wall_seconds,
+        "real_time_factor": result.real_time_factor,
+        "peak_dbfs": result.peak_dbfs if math.isfinite(result.peak_dbfs) else None,
+        "warmup_seconds": result.warmup_seconds,
+        "chunks": stats.chunks,
+        "warmup_samples": stats.warmup_samples,
+        "seam_error": stats.seam_error,
+        "notices": list(result.notices),
+    }
