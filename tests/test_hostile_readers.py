@@ -388,3 +388,19 @@ def _write(data: bytes) -> Path:
     path = _scratch() / "x.wav"
     path.write_bytes(data)
     return path
+
+
+def test_a_checkpoint_whose_zip_record_claims_several_disks_is_refused(tmp_path: Path) -> None:
+    """zipfile.is_zipfile raises, instead of answering False, on a ZIP64 locator that says
+    the archive spans several disks: the reader must still give its clear refusal."""
+    import struct
+
+    from ampcap.errors import ModelFormatError
+    from ampcap.train.checkpoint import load_checkpoint
+
+    locator = struct.pack("<4sLQL", b"PK\x06\x07", 0, 0, 2)
+    end = struct.pack("<4s4H2LH", b"PK\x05\x06", 0, 0, 0, 0, 0, 0, 0)
+    path = tmp_path / "model.pt"
+    path.write_bytes(b"x" * 10 + locator + end)
+    with pytest.raises(ModelFormatError, match="is not a readable checkpoint"):
+        load_checkpoint(path)

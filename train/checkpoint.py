@@ -142,7 +142,12 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise ModelFormatError(f"{path} does not exist; expected an ampcap checkpoint (.pt).")
-    if not zipfile.is_zipfile(path):
+    try:
+        # is_zipfile itself raises on some damaged end-of-archive records (a "multi-disk" one).
+        readable = zipfile.is_zipfile(path)
+    except (zipfile.BadZipFile, OSError, ValueError):
+        readable = False
+    if not readable:
         raise ModelFormatError(
             f"{path} is not a readable checkpoint (not a file torch.save wrote); expected the "
             "model.pt or checkpoints/last.pt of an ampcap run."
