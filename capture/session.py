@@ -827,18 +827,7 @@ def record_session(
     rig = request.rig
     # Cheap checks first: nothing is built, opened or written before the request makes sense.
     knobs = session_knobs(rig, request.knobs)
-    if rig.kind == "virtual":
-        from ampcap.capture.virtual import check_amp_knobs
-
-        check_amp_knobs(request.plan)
-    controller = KnobController(
-        rig,
-        [k.name for k in request.knobs],
-        assume_yes=request.assume_yes,
-        say=say,
-        ask=ask,
-        interactive=interactive,
-    )
+    controller = _knob_controller(request, say, ask, interactive)
     engine: AudioEngine | None = None
     # The program and the DI's working files are made here, outside --out, so that a refused
     # or failed build leaves nothing behind; the folder goes whatever happens.
@@ -856,13 +845,9 @@ def record_session(
         existing = open_folder(request.out, new_manifest(rig, {}, program, knobs, request.plan))
         engine = engine_factory(rig, request.device_override)
         controller.bind(engine)
-        manifest = _start_session(request, existing, engine, program, knobs, say)
+        manifest, samples = _start_session(request, existing, engine, program, knobs, say)
         # The DI's working files are not needed for recording: free their disk space now.
         shutil.rmtree(workdir, ignore_errors=True)
-        # Takes play program.wav through a read-only memory map, so the process does not hold
-        # the whole program in memory while recording, however long it is.
-        samples = program_samples(request.out / PROGRAM_NAME, program.program.length)
-        del program
         recorder = Recorder(
             request.out, manifest, samples, engine, controller, monitor or _NoMonitor(), say
         )
@@ -879,9 +864,29 @@ def record_session(
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
         controller.close()
-        close = getattr(engine, "close", None)
-        if engine is not None and callable(close):
+        if engine is not None and callable(close := getattr(engine, "close", None)):
             close()
+
+
+def _knob_controller(
+    request: RecordRequest,
+    say: Callable[[str], None],
+    ask: Callable[[str], str] | None,
+    interactive: bool | None,
+) -> KnobController:
+    """The controller that sets the plan's knobs, once the virtual amp has accepted the plan."""
+    if request.rig.kind == "virtual":
+        from ampcap.capture.virtual import check_amp_knobs
+
+        check_amp_knobs(request.plan)
+    return KnobController(
+        request.rig,
+        [k.name for k in request.knobs],
+        assume_yes=request.assume_yes,
+        say=say,
+        ask=ask,
+        interactive=interactive,
+    )
 
 
 def _start_session(
@@ -891,9 +896,13 @@ def _start_session(
     program: ProgramFile,
     knobs: tuple[Knob, ...],
     say: Callable[[str], None],
-) -> SessionManifest:
+) -> tuple[SessionManifest, np.ndarray]:
     """Make the folder of a new session (or say what a resumed one holds), then write its
-    ``session.json`` and ``program.wav``; returns the manifest written."""
+    ``session.json`` and ``program.wav``.
+
+    Returns the manifest written and the program's samples, a read-only memory map of
+    ``program.wav``.
+    """
     out = request.out
     if existing is None:
         manifest = new_manifest(request.rig, engine.device_names, program, knobs, request.plan)
@@ -906,4 +915,6 @@ def _start_session(
     # before program.wav is complete (it is written again, it is deterministic).
     save_session(out, manifest)
     _write_program(out, program)
-    return manifest
+    # Takes play program.wav through a read-only memory map, so the process does not hold
+    # the whole program in memory while recording, however long it is.
+    return manifest, program_samples(out / PROGRAM_NAME, program.program.length)
