@@ -26,6 +26,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from scipy import signal
 
+from ampcap.levels import amplitude
+
 if TYPE_CHECKING:
     from ampcap.capture.rig import Rig, VirtualSettings
 
@@ -84,7 +86,7 @@ def make_test_signal(sample_rate_hz: int, level_dbfs: float = TEST_LEVEL_DBFS) -
         Peak level of the sweeps and of the burst.
     """
     fs = sample_rate_hz
-    amplitude = 10 ** (level_dbfs / 20)
+    peak = amplitude(level_dbfs)
     sweep_n, gap_n, fade_n = round(_SWEEP_S * fs), round(_GAP_S * fs), round(_FADE_S * fs)
     t = np.arange(sweep_n) / fs
     f0, f1 = 40.0, min(16000.0, 0.45 * fs)
@@ -105,10 +107,10 @@ def make_test_signal(sample_rate_hz: int, level_dbfs: float = TEST_LEVEL_DBFS) -
     total = c0 + len(burst) + round((MAX_LATENCY_S + 0.1) * fs)
     to_device = np.zeros(total, dtype=np.float32)
     to_loopback = np.zeros(total, dtype=np.float32)
-    to_loopback[a0 : a0 + sweep_n] = amplitude * sweep
-    to_device[b0 : b0 + sweep_n] = amplitude * sweep
-    to_device[c0 : c0 + len(burst)] = amplitude * burst
-    to_loopback[c0 : c0 + len(burst)] = amplitude * burst
+    to_loopback[a0 : a0 + sweep_n] = peak * sweep
+    to_device[b0 : b0 + sweep_n] = peak * sweep
+    to_device[c0 : c0 + len(burst)] = peak * burst
+    to_loopback[c0 : c0 + len(burst)] = peak * burst
     return TestSignal(
         to_device=to_device,
         to_loopback=to_loopback,
@@ -121,6 +123,8 @@ def make_test_signal(sample_rate_hz: int, level_dbfs: float = TEST_LEVEL_DBFS) -
 
 
 def _db(value: float) -> float:
+    # numpy's log10, not ampcap.levels.dbfs (math.log10): the two differ in the last bit for
+    # about one value in ten, and ``rig check --json`` prints these levels unrounded.
     return float(20 * np.log10(value)) if value > 0 else float("-inf")
 
 
