@@ -29,8 +29,11 @@ import numpy as np
 
 from ampcap.capture.engine import Progress, Sink, TakeResult, memory_map_of, release_played_pages
 from ampcap.errors import CaptureError, DeviceError
+from ampcap.levels import dbfs
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from ampcap.capture.rig import AudioSettings, Rig, SafetySettings
 
 # How often the main thread polls a running take: meters refresh at this rate.
@@ -227,7 +230,7 @@ def _peak_dbfs(samples: np.ndarray, chunk: int = 1 << 20) -> float:
         peak = max(peak, float(np.max(np.abs(samples[start : start + chunk]), initial=0.0)))
         # Scanned pages of a mapped program leave memory at once, not after the whole scan.
         release_played_pages(samples, min(start + chunk, len(samples)))
-    return float(20 * np.log10(peak)) if peak > 0 else float("-inf")
+    return dbfs(peak)
 
 
 def check_level(program: np.ndarray, max_output_dbfs: float) -> float:
@@ -339,22 +342,59 @@ class SoundDeviceEngine:
         patched straight back; both float32, shape (frames,), same length, each checked against
         ``max_output_dbfs``. ``ampcap rig check`` uses it to tell the two paths apart.
         """
-        sd = _sounddevice()
         for signal in (to_device, to_loopback):
             if signal.ndim != 1 or len(signal) != len(to_device):
                 raise ValueError(
                     f"output signals must have shape ({len(to_device)},), not {signal.shape}"
                 )
             check_level(signal, self.safety.max_output_dbfs)
+        finished = threading.Event()
+        state = _TakeState()
+        self.flag_counts = {}
+        self._stop_requested = False
+        callback = self._callback(to_device, to_loopback, sink, state)
+        stream = self._open_stream(callback, finished)
+        sd = _sounddevice()
+        # A full garbage collection takes tens of milliseconds with ampcap's modules loaded; in
+        # the audio thread that is a dropout. Collect now and freeze what exists, so collections
+        # during the take only look at objects the take itself creates.
+        gc.collect()
+        gc.freeze()
+        try:
+            stream.start()
+            try:
+                self._wait(stream, finished, state, progress, (to_device, to_loopback))
+            finally:
+                if not state.abandoned:
+                    stream.stop()
+                    stream.close()
+        except sd.PortAudioError as exc:
+            raise DeviceError(f"The stream on {self.device.describe()} failed: {exc}.") from exc
+        finally:
+            gc.unfreeze()
+        if state.error is not None:
+            raise state.error
+        if progress is not None and state.latest is not None:
+            progress(state.position, state.latest)
+        flags = self.flag_counts
+        return TakeResult(
+            frames=state.position,
+            underflows=flags.get("output_underflow", 0) + flags.get("input_underflow", 0),
+            overflows=flags.get("input_overflow", 0) + flags.get("output_overflow", 0),
+            interrupted=state.position < len(to_device),
+        )
+
+    def _callback(
+        self, to_device: np.ndarray, to_loopback: np.ndarray, sink: Sink, state: _TakeState
+    ) -> Callable[[np.ndarray, np.ndarray, int, Any, Any], None]:
+        """The PortAudio callback of one take: plays the next block of each output (faded out
+        once :meth:`stop` is asked), hands the recorded block to ``sink``, counts status flags."""
+        sd = _sounddevice()
         audio = self.audio
         length = len(to_device)
         out_device, out_loop = audio.output_device - 1, audio.output_loopback - 1
         record = [audio.input_loopback - 1, audio.input_device - 1]  # TAKE_CHANNELS order
         fade_frames = max(1, round(self.safety.fade_ms * 1e-3 * self.sample_rate_hz))
-        finished = threading.Event()
-        state = _TakeState()
-        self.flag_counts = {}
-        self._stop_requested = False
 
         def callback(
             indata: np.ndarray, outdata: np.ndarray, frames: int, time_info: Any, status: Any
@@ -388,13 +428,18 @@ class SoundDeviceEngine:
             if state.position >= length or state.fade_left == 0:
                 raise sd.CallbackStop
 
+        return callback
+
+    def _open_stream(self, callback: Callable[..., None], finished: threading.Event) -> Any:
+        """A duplex stream on the rig's device, not started; ``finished`` is set when it ends."""
+        sd = _sounddevice()
         try:
-            stream = sd.Stream(
+            return sd.Stream(
                 device=(self.device.index, self.device.index),
                 samplerate=self.sample_rate_hz,
-                blocksize=audio.blocksize,
-                latency=audio.latency,
-                channels=_needed_channels(audio),
+                blocksize=self.audio.blocksize,
+                latency=self.audio.latency,
+                channels=_needed_channels(self.audio),
                 dtype="float32",
                 callback=callback,
                 finished_callback=finished.set,
@@ -404,34 +449,6 @@ class SoundDeviceEngine:
                 f"{self.device.describe()} could not open a stream at "
                 f"{self.sample_rate_hz} Hz: {exc}."
             ) from exc
-        # A full garbage collection takes tens of milliseconds with ampcap's modules loaded; in
-        # the audio thread that is a dropout. Collect now and freeze what exists, so collections
-        # during the take only look at objects the take itself creates.
-        gc.collect()
-        gc.freeze()
-        try:
-            stream.start()
-            try:
-                self._wait(stream, finished, state, progress, (to_device, to_loopback))
-            finally:
-                if not state.abandoned:
-                    stream.stop()
-                    stream.close()
-        except sd.PortAudioError as exc:
-            raise DeviceError(f"The stream on {self.device.describe()} failed: {exc}.") from exc
-        finally:
-            gc.unfreeze()
-        if state.error is not None:
-            raise state.error
-        if progress is not None and state.latest is not None:
-            progress(state.position, state.latest)
-        flags = self.flag_counts
-        return TakeResult(
-            frames=state.position,
-            underflows=flags.get("output_underflow", 0) + flags.get("input_underflow", 0),
-            overflows=flags.get("input_overflow", 0) + flags.get("output_overflow", 0),
-            interrupted=state.position < length,
-        )
 
     def _wait(
         self,

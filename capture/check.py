@@ -26,6 +26,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from scipy import signal
 
+from ampcap.levels import amplitude
+
 if TYPE_CHECKING:
     from ampcap.capture.rig import Rig, VirtualSettings
 
@@ -84,7 +86,7 @@ def make_test_signal(sample_rate_hz: int, level_dbfs: float = TEST_LEVEL_DBFS) -
         Peak level of the sweeps and of the burst.
     """
     fs = sample_rate_hz
-    amplitude = 10 ** (level_dbfs / 20)
+    peak = amplitude(level_dbfs)
     sweep_n, gap_n, fade_n = round(_SWEEP_S * fs), round(_GAP_S * fs), round(_FADE_S * fs)
     t = np.arange(sweep_n) / fs
     f0, f1 = 40.0, min(16000.0, 0.45 * fs)
@@ -105,10 +107,10 @@ def make_test_signal(sample_rate_hz: int, level_dbfs: float = TEST_LEVEL_DBFS) -
     total = c0 + len(burst) + round((MAX_LATENCY_S + 0.1) * fs)
     to_device = np.zeros(total, dtype=np.float32)
     to_loopback = np.zeros(total, dtype=np.float32)
-    to_loopback[a0 : a0 + sweep_n] = amplitude * sweep
-    to_device[b0 : b0 + sweep_n] = amplitude * sweep
-    to_device[c0 : c0 + len(burst)] = amplitude * burst
-    to_loopback[c0 : c0 + len(burst)] = amplitude * burst
+    to_loopback[a0 : a0 + sweep_n] = peak * sweep
+    to_device[b0 : b0 + sweep_n] = peak * sweep
+    to_device[c0 : c0 + len(burst)] = peak * burst
+    to_loopback[c0 : c0 + len(burst)] = peak * burst
     return TestSignal(
         to_device=to_device,
         to_loopback=to_loopback,
@@ -121,6 +123,8 @@ def make_test_signal(sample_rate_hz: int, level_dbfs: float = TEST_LEVEL_DBFS) -
 
 
 def _db(value: float) -> float:
+    # numpy's log10, not ampcap.levels.dbfs (math.log10): the two differ in the last bit for
+    # about one value in ten, and ``rig check --json`` prints these levels unrounded.
     return float(20 * np.log10(value)) if value > 0 else float("-inf")
 
 
@@ -128,12 +132,17 @@ def _rms_dbfs(x: np.ndarray) -> float:
     return _db(float(np.sqrt(np.mean(np.square(x, dtype=np.float64))))) if len(x) else -math.inf
 
 
-def estimate_delay(recorded: np.ndarray, played: np.ndarray, max_lag: int) -> tuple[float, float]:
+def find_loopback_delay(
+    played: np.ndarray, recorded: np.ndarray, max_lag: int
+) -> tuple[float, float]:
     """Delay of ``played`` inside ``recorded`` by cross-correlation, to a fraction of a sample.
+
+    The arguments come in the order of :func:`ampcap.dataset.delay.estimate_delay`: what was
+    played (the reference) first, then what came back.
 
     Parameters
     ----------
-    recorded, played : numpy.ndarray, shape (frames,)
+    played, recorded : numpy.ndarray, shape (frames,)
         Same length; ``recorded`` holds ``played`` delayed (and possibly filtered).
     max_lag : int
         Largest delay searched, in samples.
@@ -270,6 +279,176 @@ class RigCheck:
         return out
 
 
+@dataclass(frozen=True)
+class _Levels:
+    """What :func:`_measure` read off a recording of the test (levels in dBFS, gains in dB)."""
+
+    noise: dict[str, float]  # "loop", "dev": RMS during the leading silence
+    hears: tuple[bool, bool, bool, bool]  # loopback/device input hears loopback/device sweep
+    latency: float | None
+    correlation: float
+    device_delay: float | None
+    loop_gain_db: float
+    dev_gain_db: float
+    loop_peak: float
+    dev_peak: float
+    loop_clipped: int
+    dev_clipped: int
+
+
+def _measure(loop: np.ndarray, dev: np.ndarray, test: TestSignal, sample_rate_hz: int) -> _Levels:
+    """Noise floors, which input hears which sweep, delays, gains, peaks and clipped samples."""
+    max_lag = round(MAX_LATENCY_S * sample_rate_hz)
+
+    def window(x: np.ndarray, section: tuple[int, int]) -> np.ndarray:
+        return x[section[0] : section[1] + max_lag]
+
+    noise = {name: _rms_dbfs(x[slice(*test.preroll)]) for name, x in (("loop", loop), ("dev", dev))}
+
+    def hears(x: np.ndarray, floor_dbfs: float, section: tuple[int, int]) -> bool:
+        level = _rms_dbfs(window(x, section))
+        return level > max(floor_dbfs + _HEARS_ABOVE_FLOOR_DB, _HEARS_MIN_DBFS)
+
+    ll = hears(loop, noise["loop"], test.loopback_sweep)
+    ld = hears(loop, noise["loop"], test.device_sweep)
+    dl = hears(dev, noise["dev"], test.loopback_sweep)
+    dd = hears(dev, noise["dev"], test.device_sweep)
+
+    # The latency is read from whichever input hears the loopback output (a swapped rig still
+    # has a measurable round trip).
+    latency: float | None = None
+    correlation = 0.0
+    source = loop if ll or not dl else dev
+    if ll or dl:
+        latency, correlation = find_loopback_delay(test.to_loopback, source, max_lag)
+    device_delay: float | None = None
+    target = dev if dd or not ld else loop
+    if dd or ld:
+        device_delay, _ = find_loopback_delay(test.to_device, target, max_lag)
+
+    played_sweep = _rms_dbfs(test.to_loopback[slice(*test.loopback_sweep)])
+    shift = round(latency) if latency is not None else 0
+    loop_gain = _rms_dbfs(loop[test.loopback_sweep[0] + shift : test.loopback_sweep[1] + shift])
+    dev_gain = _rms_dbfs(dev[test.device_sweep[0] + shift : test.device_sweep[1] + shift])
+    return _Levels(
+        noise=noise,
+        hears=(ll, ld, dl, dd),
+        latency=latency,
+        correlation=correlation,
+        device_delay=device_delay,
+        loop_gain_db=loop_gain - played_sweep,
+        dev_gain_db=dev_gain - played_sweep,
+        loop_peak=_db(float(np.max(np.abs(loop)))),
+        dev_peak=_db(float(np.max(np.abs(dev)))),
+        loop_clipped=int(np.count_nonzero(np.abs(loop) >= _CLIP_LEVEL)),
+        dev_clipped=int(np.count_nonzero(np.abs(dev) >= _CLIP_LEVEL)),
+    )
+
+
+def _wiring(ll: bool, ld: bool, dl: bool, dd: bool) -> str:
+    """The wiring that explains which input heard which sweep (first letter: the input)."""
+    if not ll and not dd and not ld and not dl:
+        return "both silent"
+    if ld and dl and not ll and not dd:
+        return "swapped"
+    if not ll and not ld:
+        return "loopback silent"
+    if not dd and not dl:
+        return "device silent"
+    if ll and dd and not ld and not dl:
+        return "ok"
+    return "crosstalk"
+
+
+def _wiring_advice(wiring: str, ld: bool, dl: bool, rig: Rig) -> list[str]:
+    """What to do about the wiring, naming the rig's channel numbers; empty when it is ok."""
+    audio = rig.audio
+    out_dev = audio.output_device if audio else 1
+    out_loop = audio.output_loopback if audio else 2
+    in_dev = audio.input_device if audio else 1
+    in_loop = audio.input_loopback if audio else 2
+    if wiring == "both silent":
+        return [
+            "Neither input heard anything. Check that this is the right device, that its outputs "
+            f"{out_dev} and {out_loop} are not muted and its inputs {in_dev} and {in_loop} have "
+            "gain (and, for JACK, that the device's ports are not connected elsewhere)."
+        ]
+    if wiring == "swapped":
+        return [
+            f"The loopback and device channels are swapped: input {in_loop} hears the device and "
+            f"input {in_dev} hears the loopback. Swap the two cables at the inputs (or outputs), "
+            "or swap input_device and input_loopback in the rig's [audio] table."
+        ]
+    if wiring == "loopback silent":
+        return [
+            f"The loopback is not patched: connect output {out_loop} straight to input "
+            f"{in_loop} with a cable (no device in between) and turn that input's gain up."
+        ]
+    if wiring == "device silent":
+        return [
+            f"Input {in_dev} heard nothing from the device. Check output {out_dev} -> reamp box "
+            "-> amp input, that the amp is on and out of standby with its volume up, and the "
+            f"load box (or attenuator) line output -> input {in_dev}."
+        ]
+    if wiring == "crosstalk":
+        heard = [
+            f"input {in_loop} (loopback) hears output {out_dev} (device)" if ld else "",
+            f"input {in_dev} (device) hears output {out_loop} (loopback)" if dl else "",
+        ]
+        return [
+            f"Crosstalk: {'; '.join(h for h in heard if h)}. Turn off the interface's direct "
+            "monitoring / internal mixer routing, and check no cable goes to two places."
+        ]
+    return []
+
+
+def _level_advice(
+    levels: _Levels, test: TestSignal, rig: Rig, underflows: int, overflows: int
+) -> list[str]:
+    """What to do about clipping, loopback gain, a hot device input, noise and dropouts."""
+    in_dev = rig.audio.input_device if rig.audio else 1
+    in_loop = rig.audio.input_loopback if rig.audio else 2
+    ll, _, _, dd = levels.hears
+    advice: list[str] = []
+    for name, clipped, number in (
+        ("loopback", levels.loop_clipped, in_loop),
+        ("device", levels.dev_clipped, in_dev),
+    ):
+        if clipped:
+            advice.append(
+                f"The {name} input ({number}) clipped on {clipped} samples of a "
+                f"{test.level_dbfs:g} dBFS test: turn its input gain down (for the device: the "
+                "load box or attenuator level) until it peaks below -6 dBFS."
+            )
+    if ll and abs(levels.loop_gain_db) > _LOOPBACK_GAIN_TOLERANCE_DB:
+        advice.append(
+            f"The loopback comes back at {levels.loop_gain_db:+.1f} dB: set input {in_loop}'s "
+            "gain to unity (line level, pad off) so the recorded loopback equals what was played."
+        )
+    if dd and levels.dev_peak > _HOT_INPUT_DBFS and not (levels.loop_clipped or levels.dev_clipped):
+        advice.append(
+            f"The device input peaks at {levels.dev_peak:.1f} dBFS on a {test.level_dbfs:g} dBFS "
+            "test: a loud DI may clip it; leave more headroom."
+        )
+    for name, floor, number in (
+        ("loopback", levels.noise["loop"], in_loop),
+        ("device", levels.noise["dev"], in_dev),
+    ):
+        if floor > _NOISY_FLOOR_DBFS:
+            advice.append(
+                f"The {name} input ({number}) has a noise floor of {floor:.1f} dBFS: look for hum "
+                "(ground loop: try a DI box ground lift), a noisy gain setting, or a cable "
+                "picking up interference."
+            )
+    if underflows or overflows:
+        advice.append(
+            f"PortAudio reported {underflows} underflow(s) and {overflows} overflow(s) during "
+            'the check: raise blocksize (or latency = "high") in the rig, close other audio '
+            "programs, and for JACK use a larger period (-p 1024) or sync mode."
+        )
+    return advice
+
+
 def analyse_check(
     recorded: np.ndarray,
     test: TestSignal,
@@ -296,129 +475,12 @@ def analyse_check(
     """
     loop = np.asarray(recorded[:, 0], dtype=np.float64)
     dev = np.asarray(recorded[:, 1], dtype=np.float64)
-    max_lag = round(MAX_LATENCY_S * sample_rate_hz)
-
-    def window(x: np.ndarray, section: tuple[int, int]) -> np.ndarray:
-        return x[section[0] : section[1] + max_lag]
-
-    noise = {name: _rms_dbfs(x[slice(*test.preroll)]) for name, x in (("loop", loop), ("dev", dev))}
-
-    def hears(x: np.ndarray, floor_dbfs: float, section: tuple[int, int]) -> bool:
-        level = _rms_dbfs(window(x, section))
-        return level > max(floor_dbfs + _HEARS_ABOVE_FLOOR_DB, _HEARS_MIN_DBFS)
-
-    ll = hears(loop, noise["loop"], test.loopback_sweep)
-    ld = hears(loop, noise["loop"], test.device_sweep)
-    dl = hears(dev, noise["dev"], test.loopback_sweep)
-    dd = hears(dev, noise["dev"], test.device_sweep)
-
-    # The latency is read from whichever input hears the loopback output (a swapped rig still
-    # has a measurable round trip).
-    latency: float | None = None
-    correlation = 0.0
-    source = loop if ll or not dl else dev
-    if ll or dl:
-        latency, correlation = estimate_delay(source, test.to_loopback, max_lag)
-    device_delay: float | None = None
-    target = dev if dd or not ld else loop
-    if dd or ld:
-        device_delay, _ = estimate_delay(target, test.to_device, max_lag)
-
-    played_sweep = _rms_dbfs(test.to_loopback[slice(*test.loopback_sweep)])
-    shift = round(latency) if latency is not None else 0
-    loop_gain = _rms_dbfs(loop[test.loopback_sweep[0] + shift : test.loopback_sweep[1] + shift])
-    dev_gain = _rms_dbfs(dev[test.device_sweep[0] + shift : test.device_sweep[1] + shift])
-    loop_gain_db = loop_gain - played_sweep
-    dev_gain_db = dev_gain - played_sweep
-
-    if not ll and not dd and not ld and not dl:
-        wiring = "both silent"
-    elif ld and dl and not ll and not dd:
-        wiring = "swapped"
-    elif not ll and not ld:
-        wiring = "loopback silent"
-    elif not dd and not dl:
-        wiring = "device silent"
-    elif ll and dd and not ld and not dl:
-        wiring = "ok"
-    else:
-        wiring = "crosstalk"
-
-    audio = rig.audio
-    out_dev = audio.output_device if audio else 1
-    out_loop = audio.output_loopback if audio else 2
-    in_dev = audio.input_device if audio else 1
-    in_loop = audio.input_loopback if audio else 2
-    advice: list[str] = []
-    if wiring == "both silent":
-        advice.append(
-            "Neither input heard anything. Check that this is the right device, that its outputs "
-            f"{out_dev} and {out_loop} are not muted and its inputs {in_dev} and {in_loop} have "
-            "gain (and, for JACK, that the device's ports are not connected elsewhere)."
-        )
-    elif wiring == "swapped":
-        advice.append(
-            f"The loopback and device channels are swapped: input {in_loop} hears the device and "
-            f"input {in_dev} hears the loopback. Swap the two cables at the inputs (or outputs), "
-            "or swap input_device and input_loopback in the rig's [audio] table."
-        )
-    elif wiring == "loopback silent":
-        advice.append(
-            f"The loopback is not patched: connect output {out_loop} straight to input "
-            f"{in_loop} with a cable (no device in between) and turn that input's gain up."
-        )
-    elif wiring == "device silent":
-        advice.append(
-            f"Input {in_dev} heard nothing from the device. Check output {out_dev} -> reamp box "
-            "-> amp input, that the amp is on and out of standby with its volume up, and the "
-            f"load box (or attenuator) line output -> input {in_dev}."
-        )
-    elif wiring == "crosstalk":
-        heard = [
-            f"input {in_loop} (loopback) hears output {out_dev} (device)" if ld else "",
-            f"input {in_dev} (device) hears output {out_loop} (loopback)" if dl else "",
-        ]
-        advice.append(
-            f"Crosstalk: {'; '.join(h for h in heard if h)}. Turn off the interface's direct "
-            "monitoring / internal mixer routing, and check no cable goes to two places."
-        )
-    for name, clipped, number in (
-        ("loopback", int(np.count_nonzero(np.abs(loop) >= _CLIP_LEVEL)), in_loop),
-        ("device", int(np.count_nonzero(np.abs(dev) >= _CLIP_LEVEL)), in_dev),
-    ):
-        if clipped:
-            advice.append(
-                f"The {name} input ({number}) clipped on {clipped} samples of a "
-                f"{test.level_dbfs:g} dBFS test: turn its input gain down (for the device: the "
-                "load box or attenuator level) until it peaks below -6 dBFS."
-            )
-    loop_peak, dev_peak = _db(float(np.max(np.abs(loop)))), _db(float(np.max(np.abs(dev))))
-    if ll and abs(loop_gain_db) > _LOOPBACK_GAIN_TOLERANCE_DB:
-        advice.append(
-            f"The loopback comes back at {loop_gain_db:+.1f} dB: set input {in_loop}'s gain to "
-            "unity (line level, pad off) so the recorded loopback equals what was played."
-        )
-    if dd and dev_peak > _HOT_INPUT_DBFS and not any("clipped" in a for a in advice):
-        advice.append(
-            f"The device input peaks at {dev_peak:.1f} dBFS on a {test.level_dbfs:g} dBFS test: "
-            "a loud DI may clip it; leave more headroom."
-        )
-    for name, floor, number in (
-        ("loopback", noise["loop"], in_loop),
-        ("device", noise["dev"], in_dev),
-    ):
-        if floor > _NOISY_FLOOR_DBFS:
-            advice.append(
-                f"The {name} input ({number}) has a noise floor of {floor:.1f} dBFS: look for hum "
-                "(ground loop: try a DI box ground lift), a noisy gain setting, or a cable "
-                "picking up interference."
-            )
-    if underflows or overflows:
-        advice.append(
-            f"PortAudio reported {underflows} underflow(s) and {overflows} overflow(s) during "
-            'the check: raise blocksize (or latency = "high") in the rig, close other audio '
-            "programs, and for JACK use a larger period (-p 1024) or sync mode."
-        )
+    levels = _measure(loop, dev, test, sample_rate_hz)
+    ll, ld, dl, dd = levels.hears
+    wiring = _wiring(ll, ld, dl, dd)
+    advice = _wiring_advice(wiring, ld, dl, rig)
+    advice += _level_advice(levels, test, rig, underflows, overflows)
+    latency = levels.latency
     return RigCheck(
         rig=rig.name,
         device=device,
@@ -426,16 +488,16 @@ def analyse_check(
         test_level_dbfs=test.level_dbfs,
         latency_samples=latency,
         latency_ms=None if latency is None else latency / sample_rate_hz * 1000,
-        device_delay_samples=device_delay,
-        loopback_correlation=correlation,
-        loopback_noise_dbfs=noise["loop"],
-        device_noise_dbfs=noise["dev"],
-        loopback_peak_dbfs=loop_peak,
-        device_peak_dbfs=dev_peak,
-        loopback_gain_db=loop_gain_db,
-        device_gain_db=dev_gain_db,
-        loopback_clipped_samples=int(np.count_nonzero(np.abs(loop) >= _CLIP_LEVEL)),
-        device_clipped_samples=int(np.count_nonzero(np.abs(dev) >= _CLIP_LEVEL)),
+        device_delay_samples=levels.device_delay,
+        loopback_correlation=levels.correlation,
+        loopback_noise_dbfs=levels.noise["loop"],
+        device_noise_dbfs=levels.noise["dev"],
+        loopback_peak_dbfs=levels.loop_peak,
+        device_peak_dbfs=levels.dev_peak,
+        loopback_gain_db=levels.loop_gain_db,
+        device_gain_db=levels.dev_gain_db,
+        loopback_clipped_samples=levels.loop_clipped,
+        device_clipped_samples=levels.dev_clipped,
         loopback_hears_loopback=ll,
         loopback_hears_device=ld,
         device_hears_loopback=dl,

@@ -25,6 +25,7 @@ from scipy import fft, signal
 
 from ampcap.errors import AudioFileError, CaptureError, UsageError
 from ampcap.files import audio_info, read_audio
+from ampcap.levels import amplitude
 from ampcap.schema.session import SOURCE_KINDS
 
 #: Peak level of the built-in DI sources, dBFS (a humbucker DI peaks around -6..-3 dBFS).
@@ -217,6 +218,84 @@ class _Mix:
             self.base += self.fs
 
 
+#: A note: start and length (s), MIDI note, velocity (0..1), palm damping (0..1), decay T60 (s).
+_Event = tuple[float, float, float, float, float, float]
+
+
+def _phrase_events(
+    kind: str, spec: _Range, time_s: float, phrase_s: float, rng: np.random.Generator
+) -> list[_Event]:
+    """The notes of one phrase starting at ``time_s``: a tempo, a dynamic and a playing style
+    (single notes, strummed chords, palm mutes or sustained notes) drawn for the phrase."""
+    beat_s = 60.0 / rng.uniform(90, 140)
+    dynamics = rng.uniform(0.15, 1.0)  # soft to hard picking, phrase by phrase
+    style = rng.choice(
+        ["single", "chords", "palm", "sustain"]
+        if kind == "guitar"
+        else ["single", "palm", "sustain", "single"]
+    )
+    events: list[_Event] = []
+    t = time_s
+    while t < time_s + phrase_s - 0.05:
+        velocity = float(np.clip(dynamics * rng.uniform(0.75, 1.15), 0.05, 1.0))
+        root = int(rng.integers(spec.low, spec.high - 12))
+        if style == "single":
+            step = beat_s * rng.choice([0.5, 0.5, 1.0, 0.25])
+            note = int(rng.integers(spec.low, spec.high))
+            events.append((t, step * 1.1, note, velocity, 0.0, spec.t60_s))
+        elif style == "chords":
+            step = beat_s * rng.choice([1.0, 2.0, 0.5])
+            shape = _CHORDS[int(rng.integers(len(_CHORDS)))]
+            spread = rng.uniform(0.008, 0.04)
+            order = list(shape) if rng.random() < 0.7 else list(shape)[::-1]
+            for i, interval in enumerate(order):
+                events.append(
+                    (
+                        t + i * spread,
+                        step,
+                        min(root + interval, spec.high),
+                        velocity * (1 - 0.04 * i),
+                        0.0,
+                        spec.t60_s,
+                    )
+                )
+        elif style == "palm":
+            step = beat_s * 0.5
+            note = min(root, spec.low + 7)
+            for interval in (0, 7) if kind == "guitar" else (0,):
+                events.append((t, step * 0.9, note + interval, velocity, 0.9, 0.25))
+        else:
+            step = beat_s * rng.choice([2.0, 4.0])
+            note = int(rng.integers(spec.low, spec.high))
+            events.append((t, step, note, velocity, 0.0, spec.t60_s * 1.6))
+        t += step
+    return events
+
+
+def _play_events(
+    mix: _Mix, events: list[_Event], frames: int, fs: int, rng: np.random.Generator
+) -> None:
+    """Pluck every note that starts before ``frames`` into ``mix`` (at least 30 ms each)."""
+    for start_s, length_s, note, velocity, damping, t60_s in events:
+        start = int(start_s * fs)
+        length = max(int(length_s * fs), int(0.03 * fs))
+        if start >= frames:
+            continue
+        mix.add(
+            start,
+            _pluck(
+                _midi_hz(note),
+                length,
+                t60_s,
+                velocity,
+                damping,
+                rng.uniform(0.1, 0.3),
+                fs,
+                rng,
+            ),
+        )
+
+
 def _render_blocks(
     kind: str, frames: int, fs: int, rng: np.random.Generator
 ) -> Iterator[np.ndarray]:
@@ -236,66 +315,7 @@ def _render_blocks(
     end_s = frames / fs - 0.3
     while time_s < end_s:
         phrase_s = min(rng.uniform(2.0, 4.0), end_s - time_s)
-        beat_s = 60.0 / rng.uniform(90, 140)
-        dynamics = rng.uniform(0.15, 1.0)  # soft to hard picking, phrase by phrase
-        style = rng.choice(
-            ["single", "chords", "palm", "sustain"]
-            if kind == "guitar"
-            else ["single", "palm", "sustain", "single"]
-        )
-        events: list[tuple[float, float, float, float, float, float]] = []
-        t = time_s
-        while t < time_s + phrase_s - 0.05:
-            velocity = float(np.clip(dynamics * rng.uniform(0.75, 1.15), 0.05, 1.0))
-            root = int(rng.integers(spec.low, spec.high - 12))
-            if style == "single":
-                step = beat_s * rng.choice([0.5, 0.5, 1.0, 0.25])
-                note = int(rng.integers(spec.low, spec.high))
-                events.append((t, step * 1.1, note, velocity, 0.0, spec.t60_s))
-            elif style == "chords":
-                step = beat_s * rng.choice([1.0, 2.0, 0.5])
-                shape = _CHORDS[int(rng.integers(len(_CHORDS)))]
-                spread = rng.uniform(0.008, 0.04)
-                order = list(shape) if rng.random() < 0.7 else list(shape)[::-1]
-                for i, interval in enumerate(order):
-                    events.append(
-                        (
-                            t + i * spread,
-                            step,
-                            min(root + interval, spec.high),
-                            velocity * (1 - 0.04 * i),
-                            0.0,
-                            spec.t60_s,
-                        )
-                    )
-            elif style == "palm":
-                step = beat_s * 0.5
-                note = min(root, spec.low + 7)
-                for interval in (0, 7) if kind == "guitar" else (0,):
-                    events.append((t, step * 0.9, note + interval, velocity, 0.9, 0.25))
-            else:
-                step = beat_s * rng.choice([2.0, 4.0])
-                note = int(rng.integers(spec.low, spec.high))
-                events.append((t, step, note, velocity, 0.0, spec.t60_s * 1.6))
-            t += step
-        for start_s, length_s, note, velocity, damping, t60_s in events:
-            start = int(start_s * fs)
-            length = max(int(length_s * fs), int(0.03 * fs))
-            if start >= frames:
-                continue
-            mix.add(
-                start,
-                _pluck(
-                    _midi_hz(note),
-                    length,
-                    t60_s,
-                    velocity,
-                    damping,
-                    rng.uniform(0.1, 0.3),
-                    fs,
-                    rng,
-                ),
-            )
+        _play_events(mix, _phrase_events(kind, spec, time_s, phrase_s, rng), frames, fs, rng)
         time_s += phrase_s + rng.uniform(0.0, 0.3)
         # Every later note starts at or after time_s: the mix before it is final.
         yield from mix.filtered(min(int(time_s * fs), frames))
@@ -349,7 +369,7 @@ def builtin_di(
     for kind, frames, offset in _builtin_parts(seconds, sample_rate_hz):
         rng = np.random.default_rng([seed, offset])
         audio = _render(kind, frames, sample_rate_hz, rng)
-        audio *= 10 ** (peak_dbfs / 20) / max(float(np.max(np.abs(audio))), 1e-12)
+        audio *= amplitude(peak_dbfs) / max(float(np.max(np.abs(audio))), 1e-12)
         sources.append(DiSource(f"builtin-{kind}", kind, audio.astype(np.float32), "built-in"))
     return sources
 
@@ -391,7 +411,7 @@ def builtin_di_streams(
                     handle.write(block.astype("<f8").tobytes())
         except OSError as exc:
             raise _spill_error(workdir, exc) from exc
-        scale = 10 ** (peak_dbfs / 20) / max(peak, 1e-12)
+        scale = amplitude(peak_dbfs) / max(peak, 1e-12)
         streams.append(
             DiStream(f"builtin-{kind}", kind, frames, "built-in", _spill_reader(path, "<f8", scale))
         )

@@ -59,6 +59,7 @@ import click
 import numpy as np
 
 from ampcap.errors import AmpcapError, DeviceError, UsageError
+from ampcap.labels import describe, knob_label
 
 DEFAULT_CLIENT_NAME = "ampcap-virtual-amp"
 DEFAULT_SERVER_NAME = "default"
@@ -409,7 +410,7 @@ class VirtualAmpProcess(_ChildProcess):
             str(self.seed),
         ]
         for name, value in self.knobs.items():
-            command += ["--knob", f"{name}={value:g}"]
+            command += ["--knob", knob_label({name: value})]
 
         def answers() -> bool:
             try:
@@ -596,7 +597,7 @@ class VirtualAmpClient:
         try:
             amp = self._new_amp(knobs)
         except (AmpcapError, ValueError, KeyError, TypeError) as exc:
-            raise UsageError(f"cannot set {name}={value:g}: {exc}") from exc
+            raise UsageError(f"cannot set {describe({name: value})}: {exc}") from exc
         self._next_amp = amp
         deadline = time.monotonic() + _REPLY_TIMEOUT_S
         while self._next_amp is amp:

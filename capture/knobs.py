@@ -26,6 +26,7 @@ from typing import Any, Protocol
 
 from ampcap.capture.rig import KnobSettings, Rig
 from ampcap.errors import CaptureError, UsageError
+from ampcap.labels import describe
 
 RECORD = "record"
 REDO = "redo"
@@ -99,14 +100,14 @@ class CommandSetter:
         except subprocess.TimeoutExpired as exc:
             raise CaptureError(
                 f"The knob command `{shown}` did not finish within {COMMAND_TIMEOUT_S:g} s; "
-                f"nothing was recorded at {self.name}={value:g}."
+                f"nothing was recorded at {describe({self.name: value})}."
             ) from exc
         if done.returncode != 0:
             stderr = (done.stderr or "").strip()[-500:] or "(no output on stderr)"
             raise CaptureError(
                 f"The knob command `{shown}` failed with exit status {done.returncode}: "
-                f"{stderr}. Nothing was recorded at {self.name}={value:g}; fix the command and "
-                "run again to resume."
+                f"{stderr}. Nothing was recorded at {describe({self.name: value})}; fix the "
+                "command and run again to resume."
             )
 
 
@@ -175,10 +176,6 @@ class MidiSetter:
         if self._port is not None:
             self._port.close()
             self._port = None
-
-
-def _describe(knobs: dict[str, float]) -> str:
-    return ", ".join(f"{name}={value:g}" for name, value in knobs.items())
 
 
 class KnobController:
@@ -270,11 +267,11 @@ class KnobController:
         previous take again (the caller sets it up).
         """
         changed = {n: v for n, v in target.items() if previous is None or previous.get(n) != v}
-        auto = ", ".join(f"{n}={target[n]:g}" for n in self.setters if n in changed)
+        auto = describe({n: target[n] for n in self.setters if n in changed})
         need_person = bool(self.manual) and (
             previous is None or redo or any(n in changed for n in self.manual)
         )
-        head = f"Take {step} of {total}{' (again)' if redo else ''}: {_describe(target)}"
+        head = f"Take {step} of {total}{' (again)' if redo else ''}: {describe(target)}"
         if not need_person:
             self.say(head + (f" (set {auto})" if auto else ""))
             return RECORD

@@ -28,6 +28,7 @@ import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import soundfile as sf
@@ -35,6 +36,7 @@ import soundfile as sf
 from ampcap.capture.di import DiSource, DiStream, stream_of
 from ampcap.capture.rig import SafetySettings
 from ampcap.errors import CaptureError, UsageError
+from ampcap.levels import amplitude, dbfs
 from ampcap.schema.session import PROGRAM_NAME, Marker, Program, Section, Source
 
 PREROLL_S = 0.5
@@ -135,7 +137,7 @@ def sweep_marker(sample_rate_hz: int, level_dbfs: float) -> tuple[np.ndarray, Ma
     rate = math.log(f2 / f1)
     phase = 2 * np.pi * f1 * MARKER_S / rate * (np.exp(t * rate / MARKER_S) - 1)
     fade = int(round(MARKER_FADE_S * sample_rate_hz))
-    samples = raised_cosine_fades(10 ** (level_dbfs / 20) * np.sin(phase), fade)
+    samples = raised_cosine_fades(amplitude(level_dbfs) * np.sin(phase), fade)
     return samples, Marker(
         f_start_hz=f1, f_stop_hz=f2, length=length, level_dbfs=level_dbfs, fade_samples=fade
     )
@@ -210,23 +212,14 @@ def _part_blocks(part: _Part, streams: list[DiStream]) -> Iterator[np.ndarray]:
         yield _faded_block(block, first, part.length, part.fade)
 
 
-def _assemble(
-    streams: list[DiStream],
-    sample_rate_hz: int,
-    safety: SafetySettings,
-    rig_name: str,
-    write: Callable[[np.ndarray], None],
-) -> Program:
-    """Lay out the program, hand its samples to ``write`` a block at a time, and describe it.
+def _layout(
+    streams: list[DiStream], fs: int, safety: SafetySettings
+) -> tuple[list[tuple[str, list[_Part]]], list[_Scan], Marker]:
+    """The program's sections in play order, the DI scans, and the marker's description.
 
-    Raises the over-level :class:`CaptureError` after the last block: the caller discards what
-    ``write`` received.
+    The reference is the loudest :data:`REFERENCE_S` window of the DI; every source and the
+    reference fade in and out over ``fade_ms``.
     """
-    if not streams:
-        raise UsageError(
-            "There is no DI to play: give --di files or leave --di out for the built-in DI."
-        )
-    fs = sample_rate_hz
     fade = int(round(safety.fade_ms * 1e-3 * fs))
     for stream in streams:
         if stream.frames < max(2 * fade, int(0.1 * fs)):
@@ -258,29 +251,59 @@ def _assemble(
         ("marker_end", [_Part(len(marker), samples=marker), _Part(gap)]),
         ("tail", [_Part(int(round(TAIL_S * fs)))]),
     ]
+    return layout, scans, marker_info
 
-    program_hash = hashlib.sha256()
-    source_hashes = [hashlib.sha256() for _ in streams]
-    source_starts = [0] * len(streams)
-    sections = []
-    peak = 0.0
-    position = 0
+
+@dataclass
+class _Written:
+    """What :func:`_write_layout` handed to ``write``: sections, hashes, peak and length."""
+
+    sections: list[Section]
+    program_hash: Any
+    source_hashes: list[Any]
+    source_starts: list[int]
+    peak: float = 0.0
+    length: int = 0
+
+
+def _write_layout(
+    layout: list[tuple[str, list[_Part]]],
+    streams: list[DiStream],
+    write: Callable[[np.ndarray], None],
+) -> _Written:
+    """Hand the program to ``write`` a block at a time, hashing it (and each source's part) and
+    tracking its peak on the way."""
+    written = _Written(
+        sections=[],
+        program_hash=hashlib.sha256(),
+        source_hashes=[hashlib.sha256() for _ in streams],
+        source_starts=[0] * len(streams),
+    )
     for name, parts in layout:
-        start = position
+        start = written.length
         for part in parts:
             if part.source is not None:
-                source_starts[part.source] = position
+                written.source_starts[part.source] = written.length
             for block in _part_blocks(part, streams):
                 data = np.ascontiguousarray(block, dtype="<f4").tobytes()
-                program_hash.update(data)
+                written.program_hash.update(data)
                 if part.source is not None:
-                    source_hashes[part.source].update(data)
-                peak = max(peak, float(np.max(np.abs(block), initial=0.0)))
+                    written.source_hashes[part.source].update(data)
+                written.peak = max(written.peak, float(np.max(np.abs(block), initial=0.0)))
                 write(block)
-                position += len(block)
-        sections.append(Section(name=name, start=start, length=position - start))
+                written.length += len(block)
+        written.sections.append(Section(name=name, start=start, length=written.length - start))
+    return written
 
-    peak_dbfs = 20 * math.log10(peak) if peak > 0 else -math.inf
+
+def _check_peak(
+    peak_dbfs: float,
+    safety: SafetySettings,
+    rig_name: str,
+    streams: list[DiStream],
+    scans: list[_Scan],
+) -> None:
+    """Refuse a program above the rig's limit, naming its loudest DI and how far to lower it."""
     if peak_dbfs > safety.max_output_dbfs + 1e-6:
         loudest = streams[max(range(len(streams)), key=lambda i: scans[i].peak)]
         over = peak_dbfs - safety.max_output_dbfs
@@ -292,18 +315,40 @@ def _assemble(
             f"-{math.ceil(over + 0.5):.0f}`), or, if your reamp box takes more, raise "
             "max_output_dbfs in your own copy of the rig file."
         )
+
+
+def _assemble(
+    streams: list[DiStream],
+    sample_rate_hz: int,
+    safety: SafetySettings,
+    rig_name: str,
+    write: Callable[[np.ndarray], None],
+) -> Program:
+    """Lay out the program, hand its samples to ``write`` a block at a time, and describe it.
+
+    Raises the over-level :class:`CaptureError` after the last block: the caller discards what
+    ``write`` received.
+    """
+    if not streams:
+        raise UsageError(
+            "There is no DI to play: give --di files or leave --di out for the built-in DI."
+        )
+    layout, scans, marker_info = _layout(streams, sample_rate_hz, safety)
+    written = _write_layout(layout, streams, write)
+    peak_dbfs = dbfs(written.peak)
+    _check_peak(peak_dbfs, safety, rig_name, streams, scans)
     placed = tuple(
         Source(name=s.name, kind=s.kind, start=start, length=s.frames, sha256=h.hexdigest())
-        for s, start, h in zip(streams, source_starts, source_hashes, strict=True)
+        for s, start, h in zip(streams, written.source_starts, written.source_hashes, strict=True)
     )
     return Program(
         file=PROGRAM_NAME,
-        sample_rate_hz=fs,
-        length=position,
-        sha256=program_hash.hexdigest(),
+        sample_rate_hz=sample_rate_hz,
+        length=written.length,
+        sha256=written.program_hash.hexdigest(),
         peak_dbfs=round(peak_dbfs, 4),
         marker=marker_info,
-        sections=tuple(sections),
+        sections=tuple(written.sections),
         sources=placed,
     )
 

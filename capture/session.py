@@ -8,8 +8,8 @@
    refused with :class:`~ampcap.errors.SessionError` and left untouched;
 3. opens the engine (the virtual rig, or ``ampcap.capture.audio.open_engine``), checks that the
    knobs can be set, writes ``program.wav`` and ``session.json``;
-4. per take in plan order: sets the knobs, records the program through the engine into
-   ``takes/<knob>=<value>.wav`` (streamed by :class:`~ampcap.capture.engine.TakeWriter`) and
+4. per take in plan order (a :class:`Recorder`): sets the knobs, records the program through
+   the engine into ``takes/<knob>=<value>.wav`` (streamed by :class:`~ampcap.capture.engine.TakeWriter`) and
    rewrites ``session.json`` atomically. A take with any under/overflow is recorded again, up to
    :data:`MAX_ATTEMPTS` times. A complete take is skipped, or replaced only with ``retake``.
 
@@ -24,12 +24,12 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import math
 import os
 import secrets
 import shutil
 import signal
 import tempfile
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -54,6 +54,7 @@ from ampcap.errors import (
     UsageError,
 )
 from ampcap.files import audio_info, read_audio
+from ampcap.levels import FLOOR_DB, dbfs
 from ampcap.outputs import atomic_output, holds_files
 from ampcap.schema.session import (
     MANIFEST_NAME,
@@ -70,8 +71,6 @@ from ampcap.schema.session import (
 
 #: Recordings of one take before a session stops on repeated dropouts.
 MAX_ATTEMPTS = 3
-#: Peaks below this are written as this (JSON has no -inf).
-SILENCE_DBFS = -200.0
 
 
 class RecordingInterrupted(CaptureError):
@@ -163,10 +162,6 @@ class SessionResult:
 
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
-def _dbfs(peak: float) -> float:
-    return round(20 * math.log10(peak), 3) if peak > 10 ** (SILENCE_DBFS / 20) else SILENCE_DBFS
 
 
 # --- the program and the folder ---------------------------------------------------------------
@@ -352,38 +347,28 @@ def _write_program(folder: Path, program: ProgramFile) -> None:
 def program_samples(path: Path, frames: int) -> np.ndarray:
     """The float32 samples of a mono ``program.wav`` as a read-only memory map, shape (frames,).
 
-    Walks the RIFF chunks to the ``data`` chunk of the IEEE-float WAV that
-    :func:`ampcap.files.write_audio` writes; any other layout is read into memory instead.
+    scipy maps the ``data`` chunk of an IEEE-float WAV (plain, or WAVE_FORMAT_EXTENSIBLE with a
+    float subtype), as :func:`ampcap.files.write_audio` writes it; any other layout is read into
+    memory instead.
     """
-    with open(path, "rb") as handle:
-        header = handle.read(12)
-        if header[:4] == b"RIFF" and header[8:12] == b"WAVE":
-            position = 12
-            fmt_ok = False
-            while chunk := handle.read(8):
-                if len(chunk) < 8:
-                    break
-                name, size = chunk[:4], int.from_bytes(chunk[4:], "little")
-                if name == b"fmt ":
-                    fmt = handle.read(size)
-                    tag, channels = (int.from_bytes(fmt[i : i + 2], "little") for i in (0, 2))
-                    bits = int.from_bytes(fmt[14:16], "little")
-                    # WAVE_FORMAT_IEEE_FLOAT (3), or EXTENSIBLE (0xFFFE) with a float subtype.
-                    fmt_ok = (
-                        channels == 1
-                        and bits == 32
-                        and (tag == 3 or (tag == 0xFFFE and fmt[24:26] == b"\x03\x00"))
-                    )
-                    handle.seek(position + 8 + size + (size & 1))
-                elif name == b"data":
-                    if fmt_ok and size >= frames * 4:
-                        return np.memmap(
-                            path, dtype="<f4", mode="r", offset=position + 8, shape=(frames,)
-                        )
-                    break
-                else:
-                    handle.seek(position + 8 + size + (size & 1))
-                position += 8 + size + (size & 1)
+    from scipy.io import wavfile
+
+    try:
+        with warnings.catch_warnings():
+            # Chunks scipy does not know (libsndfile's PEAK, LIST) are skipped with a warning.
+            warnings.simplefilter("ignore", wavfile.WavFileWarning)
+            _, mapped = wavfile.read(path, mmap=True)
+    except ValueError:  # scipy cannot map it (24-bit samples, a data chunk past the end)
+        mapped = None
+    if (
+        isinstance(mapped, np.memmap)
+        and mapped.dtype == np.dtype("<f4")
+        and mapped.ndim == 1
+        and len(mapped) >= frames
+    ):
+        # scipy maps copy-on-write; nothing may write to the program while it plays.
+        mapped.flags.writeable = False
+        return mapped[:frames]
     samples, _ = read_audio(path, channels=1, allow_silence=True)
     return samples[:frames, 0]
 
@@ -425,8 +410,15 @@ def _stop_on_signals(engine: AudioEngine) -> Iterator[list[int]]:
             signal.signal(sig, old)
 
 
+def _signal_of(exc: KeyboardInterrupt) -> int:
+    """The signal a KeyboardInterrupt stands for: SIGTERM for :class:`Terminated`, else SIGINT."""
+    return signal.SIGTERM if isinstance(exc, Terminated) else signal.SIGINT
+
+
 @dataclass
 class _Attempt:
+    """One recording of a take: what the engine said, what reached the file, what stopped it."""
+
     result: TakeResult
     frames: int
     peaks: np.ndarray
@@ -434,69 +426,365 @@ class _Attempt:
     error: AmpcapError | None
     sha256: str = ""
 
+    @property
+    def dropout(self) -> bool:
+        return bool(self.result.underflows or self.result.overflows)
 
-def _record_once(
-    engine: AudioEngine, program: np.ndarray, path: Path, sample_rate_hz: int, monitor: Monitor
-) -> _Attempt:
-    peaks = np.zeros(len(TAKE_CHANNELS))
-    write_failed = False
+    def stopped(self, expected_frames: int) -> bool:
+        """True when a signal, an error or the engine ended the take before its last frame
+        (a take with dropouts is recorded again instead)."""
+        return (
+            self.error is not None
+            or self.signal_number is not None
+            or (not self.dropout and (self.result.interrupted or self.frames < expected_frames))
+        )
 
-    def sink(block: np.ndarray) -> None:
-        # Runs in the audio callback: a queue put and a max over one block, nothing more.
-        writer.put(block)
-        np.maximum(peaks, np.max(np.abs(block), axis=0, initial=0.0), out=peaks)
+    def reason(self) -> str:
+        if self.signal_number is not None:
+            return "interrupted"
+        return str(self.error) if self.error else "stopped early"
 
-    def progress(frames_done: int, block: np.ndarray) -> None:
-        nonlocal write_failed
+
+@dataclass(frozen=True)
+class _Queue:
+    """Which takes a run records, which it leaves alone, and the take a first REDO repeats."""
+
+    indices: list[int]
+    skipped: tuple[str, ...]
+    last_index: int | None
+
+    @classmethod
+    def plan(cls, manifest: SessionManifest, retake: bool) -> _Queue:
+        takes = manifest.takes
+        queue = [i for i, t in enumerate(takes) if retake or t.status != "complete"]
+        skipped = tuple(t.file for i, t in enumerate(takes) if i not in queue)
+        last_index = max(
+            (
+                i
+                for i, t in enumerate(takes)
+                if t.status == "complete" and (not queue or i < queue[0])
+            ),
+            default=None,
+        )
+        return cls(queue, skipped, last_index)
+
+
+class Recorder:
+    """Records the takes of one session into its folder.
+
+    Holds what every take needs (the folder, the program, the engine, the knob controller, the
+    monitor) and the manifest as last saved, so the retries after a dropout and what is kept
+    when a take stops early are decided in one place. Every change of a take is saved to
+    ``session.json`` before the next step, so a stop at any point leaves a resumable folder.
+
+    Parameters
+    ----------
+    folder : Path
+        The session folder; ``session.json`` and ``program.wav`` are already in it.
+    manifest : SessionManifest
+        The session as saved in ``folder``.
+    program : numpy.ndarray, float32, shape (frames,)
+        What every take plays (a read-only memory map of ``program.wav``).
+    engine : AudioEngine
+    controller : KnobController
+        Bound to ``engine``.
+    monitor : Monitor
+    say : callable
+        Prints one line for the user.
+    """
+
+    def __init__(
+        self,
+        folder: Path,
+        manifest: SessionManifest,
+        program: np.ndarray,
+        engine: AudioEngine,
+        controller: KnobController,
+        monitor: Monitor,
+        say: Callable[[str], None],
+    ) -> None:
+        self.folder = folder
+        self.manifest = manifest
+        self.program = program
+        self.engine = engine
+        self.controller = controller
+        self.monitor = monitor
+        self.say = say
+
+    def run(self, retake: bool) -> tuple[tuple[str, ...], tuple[str, ...], bool]:
+        """Record every take that is not complete (every take with ``retake``), in plan order.
+
+        Returns
+        -------
+        recorded, skipped : tuple of str
+            Take files recorded in this run (a redone take once per recording), and the
+            complete ones left alone.
+        stopped : bool
+            The person pressed ``q``.
+        """
+        plan = _Queue.plan(self.manifest, retake)
+        queue, last_index = list(plan.indices), plan.last_index
+        recorded: list[str] = []
+        previous: dict[str, float] | None = None
+        redo = False
+        position = 0
+        while position < len(queue):
+            index = queue[position]
+            target = self.manifest.takes[index].knobs
+            action = self._set_knobs(index, previous, redo)
+            redo = False
+            if action == QUIT:
+                return tuple(recorded), plan.skipped, True
+            if action == REDO:
+                if last_index is None:
+                    self.say("There is no earlier take to redo.")
+                    continue
+                queue.insert(position, last_index)
+                previous = target
+                redo = True
+                continue
+            self.record_take(index)
+            recorded.append(self.manifest.takes[index].file)
+            previous = dict(target)
+            last_index = index
+            position += 1
+        return tuple(recorded), plan.skipped, False
+
+    def _set_knobs(self, index: int, previous: dict[str, float] | None, redo: bool) -> str:
+        """Ask for (or announce) the knobs of take ``index``; a Ctrl-C here stops the session."""
+        take = self.manifest.takes[index]
         try:
-            writer.check()
-        except CaptureError:
-            write_failed = True
-            engine.stop()
-        monitor.take_progress(frames_done, block)
+            return self.controller.apply(
+                take.knobs, previous, index + 1, len(self.manifest.takes), redo=redo
+            )
+        except KeyboardInterrupt as exc:
+            number = _signal_of(exc)
+            raise RecordingInterrupted(
+                f"Stopped by {'SIGTERM' if number == signal.SIGTERM else 'Ctrl-C'} before "
+                f"{take.file}. Kept in {self.folder}: {self.kept()}. Run the same command "
+                "again to resume at the first take that is not complete.",
+                number,
+            ) from None
 
-    result = TakeResult(frames=0, interrupted=True)
-    error: AmpcapError | None = None
-    writer = TakeWriter(path, sample_rate_hz)
-    with _stop_on_signals(engine) as caught:
+    def record_take(self, index: int) -> None:
+        """Record take ``index``, again after a dropout up to :data:`MAX_ATTEMPTS` times.
+
+        A complete take being replaced (``retake``) stays on disk until its replacement is
+        complete; its replacement records beside it under a hidden name.
+
+        Raises
+        ------
+        CaptureError
+            Dropouts in every attempt, a write error, or the engine stopped early.
+        RecordingInterrupted
+            Ctrl-C or SIGTERM during the take.
+        """
+        take = self.manifest.takes[index]
+        final = self.folder / take.file
+        replacing = take.status == "complete" and final.exists()
+        path = final.with_name(f".{final.name}.recording.wav") if replacing else final
+        for _ in range(MAX_ATTEMPTS):
+            self._start(index, replacing)
+            attempt = self._play(path)
+            flags = self._flags(attempt)
+            if attempt.stopped(len(self.program)):
+                self._stop(index, attempt, flags, replacing, path)
+            if not attempt.dropout:
+                self._keep(index, attempt, flags, replacing, path, final)
+                return
+            self._drop(index, attempt, flags, replacing)
+        if replacing and path.exists():
+            path.unlink()
+        take = self.manifest.takes[index]
+        raise CaptureError(
+            f"Take {take.file} had dropouts in {MAX_ATTEMPTS} attempts in a row "
+            f"({take.message}); the session stopped. Dropouts mean the computer "
+            'did not keep up: raise blocksize (or latency = "high") in the rig, close other '
+            f"programs, then run the same command again to resume. Kept: {self.kept()}."
+        )
+
+    def kept(self) -> str:
+        """What the folder holds, for a message: the complete takes and the partial ones."""
+        takes = self.manifest.takes
+        complete = [t.file for t in takes if t.status == "complete"]
+        partial = [f"{t.file} ({t.frames} frames)" for t in takes if t.status == "partial"]
+        parts = [
+            f"{len(complete)} complete take(s)" + (f" ({', '.join(complete)})" if complete else "")
+        ]
+        if partial:
+            parts.append(f"partial: {', '.join(partial)}")
+        return "; ".join(parts)
+
+    def _update(self, index: int, **changes: Any) -> None:
+        self.manifest = self.manifest.with_take(index, **changes)
+
+    def _save_or_note(self) -> str:
+        """Save the manifest; on failure return a sentence for the error message instead."""
         try:
-            with writer:
-                try:
-                    result = engine.run_take(program, sink, progress)
-                except KeyboardInterrupt as exc:
-                    engine.stop()
-                    caught.append(signal.SIGTERM if isinstance(exc, Terminated) else signal.SIGINT)
-        except CaptureError as exc:  # the writer's disk error, raised when it closes
-            error = exc
-        except AmpcapError as exc:  # the engine's device errors
-            error = exc
-        if write_failed and error is None:
+            save_session(self.folder, self.manifest)
+        except AmpcapError as exc:
+            return f" The manifest could not be updated either ({exc})."
+        return ""
+
+    def _start(self, index: int, replacing: bool) -> None:
+        """Set the automatic knobs and save the take as started (``partial`` unless it replaces
+        a complete take), then tell the monitor."""
+        take = self.manifest.takes[index]
+        self.controller.set_automatic(take.knobs)
+        changes: dict[str, Any] = dict(
+            attempts=take.attempts + 1, started_at=_now(), finished_at=None, message=None
+        )
+        if not replacing:
+            changes.update(
+                status="partial", frames=0, underflows=0, overflows=0, peaks_dbfs={}, sha256=""
+            )
+        self._update(index, **changes)
+        save_session(self.folder, self.manifest)
+        self.monitor.take_started(
+            self.manifest.takes[index], index + 1, len(self.manifest.takes), len(self.program)
+        )
+
+    def _play(self, path: Path) -> _Attempt:
+        """Play the program once, streaming what comes back into ``path``.
+
+        Ctrl-C and SIGTERM stop the engine and are returned, not raised, so the caller can
+        save what was recorded first; so are the engine's and the writer's errors.
+        """
+        engine, monitor = self.engine, self.monitor
+        peaks = np.zeros(len(TAKE_CHANNELS))
+        write_failed = False
+
+        def sink(block: np.ndarray) -> None:
+            # Runs in the audio callback: a queue put and a max over one block, nothing more.
+            writer.put(block)
+            np.maximum(peaks, np.max(np.abs(block), axis=0, initial=0.0), out=peaks)
+
+        def progress(frames_done: int, block: np.ndarray) -> None:
+            nonlocal write_failed
             try:
                 writer.check()
-            except CaptureError as exc:
+            except CaptureError:
+                write_failed = True
+                engine.stop()
+            monitor.take_progress(frames_done, block)
+
+        result = TakeResult(frames=0, interrupted=True)
+        error: AmpcapError | None = None
+        writer = TakeWriter(path, self.manifest.sample_rate_hz)
+        with _stop_on_signals(engine) as caught:
+            try:
+                with writer:
+                    try:
+                        result = engine.run_take(self.program, sink, progress)
+                    except KeyboardInterrupt as exc:
+                        engine.stop()
+                        caught.append(_signal_of(exc))
+            except CaptureError as exc:  # the writer's disk error, raised when it closes
                 error = exc
-    return _Attempt(
-        result=result,
-        frames=writer.frames_written,
-        peaks=peaks,
-        signal_number=caught[0] if caught else None,
-        error=error,
-        sha256=writer.sha256,
-    )
+            except AmpcapError as exc:  # the engine's device errors
+                error = exc
+            if write_failed and error is None:
+                try:
+                    writer.check()
+                except CaptureError as exc:
+                    error = exc
+        return _Attempt(
+            result=result,
+            frames=writer.frames_written,
+            peaks=peaks,
+            signal_number=caught[0] if caught else None,
+            error=error,
+            sha256=writer.sha256,
+        )
+
+    @staticmethod
+    def _flags(attempt: _Attempt) -> dict[str, Any]:
+        """The manifest fields an attempt sets whatever became of it."""
+        peaks = {
+            name: round(dbfs(float(p), FLOOR_DB), 3)
+            for name, p in zip(TAKE_CHANNELS, attempt.peaks, strict=True)
+        }
+        return dict(
+            frames=attempt.frames,
+            underflows=attempt.result.underflows,
+            overflows=attempt.result.overflows,
+            peaks_dbfs=peaks,
+            finished_at=_now(),
+        )
+
+    def _keep(
+        self,
+        index: int,
+        attempt: _Attempt,
+        flags: dict[str, Any],
+        replacing: bool,
+        path: Path,
+        final: Path,
+    ) -> None:
+        """A clean take: put it in place, mark it complete and save the manifest."""
+        if replacing:
+            os.replace(path, final)
+        self._update(index, status="complete", sha256=attempt.sha256, **flags)
+        note = self._save_or_note()
+        if note:
+            raise CaptureError(
+                f"Take {self.manifest.takes[index].file} was recorded but{note} Run the same "
+                "command again once the disk is fixed."
+            )
+        self.monitor.take_finished(self.manifest.takes[index])
+
+    def _drop(self, index: int, attempt: _Attempt, flags: dict[str, Any], replacing: bool) -> None:
+        """A take with dropouts is incomplete data: mark it failed (a replaced complete take
+        stays complete) and keep its file for inspection; the caller records it again."""
+        result = attempt.result
+        message = (
+            f"dropout: {result.underflows} output underflow(s), {result.overflows} input "
+            f"overflow(s)"
+        )
+        self._update(
+            index,
+            status="failed" if not replacing else "complete",
+            message=message,
+            **({} if replacing else flags),
+        )
+        save_session(self.folder, self.manifest)
+        self.monitor.take_finished(self.manifest.takes[index])
+        self.say(f"Take {self.manifest.takes[index].file}: {message}; recording it again.")
+
+    def _stop(
+        self, index: int, attempt: _Attempt, flags: dict[str, Any], replacing: bool, path: Path
+    ) -> None:
+        """Mark an interrupted or failed take, save the manifest, and raise what stopped it."""
+        take = self.manifest.takes[index]
+        if replacing:
+            # The earlier complete take stays; the unfinished replacement is dropped.
+            if path.exists():
+                path.unlink()
+            kept_this = f"the earlier complete {take.file} is kept"
+            self._update(index, message="a retake was stopped; the earlier take is kept")
+        else:
+            kept_this = f"the first {attempt.frames} frames of {take.file} are kept (partial)"
+            self._update(index, status="partial", message=attempt.reason(), **flags)
+        note = self._save_or_note()
+        self.monitor.take_finished(self.manifest.takes[index])
+        kept = f"Kept in {self.folder}: {self.kept()}.{note}"
+        resume = "Run the same command again to resume at the first take that is not complete."
+        if attempt.signal_number is not None:
+            name = signal.Signals(attempt.signal_number).name
+            raise RecordingInterrupted(
+                f"Recording stopped by {name} during {take.file}: {kept_this}. {kept} {resume}",
+                attempt.signal_number,
+            )
+        if attempt.error is not None:
+            # The engine's or writer's message says what happened to this take; add the session.
+            raise type(attempt.error)(f"{attempt.error} {kept}")
+        raise CaptureError(
+            f"The engine stopped {take.file} early after {attempt.frames} of "
+            f"{len(self.program)} frames: {kept_this}. {kept} {resume}"
+        )
 
 
 # --- the session --------------------------------------------------------------------------------
-
-
-def _describe_kept(manifest: SessionManifest) -> str:
-    complete = [t.file for t in manifest.takes if t.status == "complete"]
-    partial = [f"{t.file} ({t.frames} frames)" for t in manifest.takes if t.status == "partial"]
-    parts = [
-        f"{len(complete)} complete take(s)" + (f" ({', '.join(complete)})" if complete else "")
-    ]
-    if partial:
-        parts.append(f"partial: {', '.join(partial)}")
-    return "; ".join(parts)
 
 
 def record_session(
@@ -536,22 +824,10 @@ def record_session(
     RecordingInterrupted
         Ctrl-C / SIGTERM during a take (exit status 128 + signal).
     """
-    monitor = monitor or _NoMonitor()
     rig = request.rig
     # Cheap checks first: nothing is built, opened or written before the request makes sense.
     knobs = session_knobs(rig, request.knobs)
-    if rig.kind == "virtual":
-        from ampcap.capture.virtual import check_amp_knobs
-
-        check_amp_knobs(request.plan)
-    controller = KnobController(
-        rig,
-        [k.name for k in request.knobs],
-        assume_yes=request.assume_yes,
-        say=say,
-        ask=ask,
-        interactive=interactive,
-    )
+    controller = _knob_controller(request, say, ask, interactive)
     engine: AudioEngine | None = None
     # The program and the DI's working files are made here, outside --out, so that a refused
     # or failed build leaves nothing behind; the folder goes whatever happens.
@@ -566,260 +842,79 @@ def record_session(
         )
         for notice in notices:
             say(notice)
-        out = request.out
-        existing = open_folder(out, new_manifest(rig, {}, program, knobs, request.plan))
+        existing = open_folder(request.out, new_manifest(rig, {}, program, knobs, request.plan))
         engine = engine_factory(rig, request.device_override)
         controller.bind(engine)
-        if existing is None:
-            manifest = new_manifest(rig, engine.device_names, program, knobs, request.plan)
-            out.mkdir(parents=True, exist_ok=True)
-        else:
-            manifest = existing
-            done = sum(t.status == "complete" for t in manifest.takes)
-            say(f"Resuming the session in {out}: {done} of {len(manifest.takes)} take(s) complete.")
-        # The manifest first: a folder with session.json is resumable even if ampcap stops
-        # before program.wav is complete (it is written again, it is deterministic).
-        save_session(out, manifest)
-        _write_program(out, program)
+        manifest, samples = _start_session(request, existing, engine, program, knobs, say)
         # The DI's working files are not needed for recording: free their disk space now.
         shutil.rmtree(workdir, ignore_errors=True)
-        # Takes play program.wav through a read-only memory map, so the process does not hold
-        # the whole program in memory while recording, however long it is.
-        samples = program_samples(out / PROGRAM_NAME, program.program.length)
-        del program
-        return _take_loop(
-            request,
-            manifest,
-            samples,
-            engine,
-            controller,
-            monitor,
-            say,
-            existing is not None,
-            tuple(notices),
+        recorder = Recorder(
+            request.out, manifest, samples, engine, controller, monitor or _NoMonitor(), say
+        )
+        recorded, skipped, stopped = recorder.run(request.retake)
+        return SessionResult(
+            folder=request.out,
+            manifest=recorder.manifest,
+            recorded=recorded,
+            skipped=skipped,
+            stopped=stopped,
+            resumed=existing is not None,
+            notices=tuple(notices),
         )
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
         controller.close()
-        close = getattr(engine, "close", None)
-        if engine is not None and callable(close):
+        if engine is not None and callable(close := getattr(engine, "close", None)):
             close()
 
 
-def _take_loop(
+def _knob_controller(
     request: RecordRequest,
-    manifest: SessionManifest,
-    samples: np.ndarray,
-    engine: AudioEngine,
-    controller: KnobController,
-    monitor: Monitor,
     say: Callable[[str], None],
-    resumed: bool,
-    notices: tuple[str, ...],
-) -> SessionResult:
+    ask: Callable[[str], str] | None,
+    interactive: bool | None,
+) -> KnobController:
+    """The controller that sets the plan's knobs, once the virtual amp has accepted the plan."""
+    if request.rig.kind == "virtual":
+        from ampcap.capture.virtual import check_amp_knobs
+
+        check_amp_knobs(request.plan)
+    return KnobController(
+        request.rig,
+        [k.name for k in request.knobs],
+        assume_yes=request.assume_yes,
+        say=say,
+        ask=ask,
+        interactive=interactive,
+    )
+
+
+def _start_session(
+    request: RecordRequest,
+    existing: SessionManifest | None,
+    engine: AudioEngine,
+    program: ProgramFile,
+    knobs: tuple[Knob, ...],
+    say: Callable[[str], None],
+) -> tuple[SessionManifest, np.ndarray]:
+    """Make the folder of a new session (or say what a resumed one holds), then write its
+    ``session.json`` and ``program.wav``.
+
+    Returns the manifest written and the program's samples, a read-only memory map of
+    ``program.wav``.
+    """
     out = request.out
-    total = len(manifest.takes)
-    queue = [i for i, t in enumerate(manifest.takes) if request.retake or t.status != "complete"]
-    skipped = tuple(t.file for i, t in enumerate(manifest.takes) if i not in queue)
-    recorded: list[str] = []
-    previous: dict[str, float] | None = None
-    last_index: int | None = max(
-        (
-            i
-            for i, t in enumerate(manifest.takes)
-            if t.status == "complete" and (not queue or i < queue[0])
-        ),
-        default=None,
-    )
-    redo = False
-    stopped = False
-    position = 0
-    while position < len(queue):
-        index = queue[position]
-        target = manifest.takes[index].knobs
-        try:
-            action = controller.apply(target, previous, index + 1, total, redo=redo)
-        except KeyboardInterrupt as exc:
-            number = signal.SIGTERM if isinstance(exc, Terminated) else signal.SIGINT
-            raise RecordingInterrupted(
-                f"Stopped by {'SIGTERM' if number == signal.SIGTERM else 'Ctrl-C'} before "
-                f"{manifest.takes[index].file}. Kept in {out}: {_describe_kept(manifest)}. Run "
-                "the same command again to resume at the first take that is not complete.",
-                number,
-            ) from None
-        redo = False
-        if action == QUIT:
-            stopped = True
-            break
-        if action == REDO:
-            if last_index is None:
-                say("There is no earlier take to redo.")
-                continue
-            queue.insert(position, last_index)
-            previous = target
-            redo = True
-            continue
-        manifest = _record_take(manifest, index, samples, engine, controller, out, monitor, say)
-        recorded.append(manifest.takes[index].file)
-        previous = dict(target)
-        last_index = index
-        position += 1
-    return SessionResult(
-        folder=out,
-        manifest=manifest,
-        recorded=tuple(recorded),
-        skipped=skipped,
-        stopped=stopped,
-        resumed=resumed,
-        notices=notices,
-    )
-
-
-def _save_or_note(folder: Path, manifest: SessionManifest) -> str:
-    """Save the manifest; on failure return a sentence for the error message instead."""
-    try:
-        save_session(folder, manifest)
-    except AmpcapError as exc:
-        return f" The manifest could not be updated either ({exc})."
-    return ""
-
-
-def _record_take(
-    manifest: SessionManifest,
-    index: int,
-    samples: np.ndarray,
-    engine: AudioEngine,
-    controller: KnobController,
-    out: Path,
-    monitor: Monitor,
-    say: Callable[[str], None],
-) -> SessionManifest:
-    """Record take ``index`` (retrying dropouts) and return the updated, saved manifest."""
-    take = manifest.takes[index]
-    final = out / take.file
-    replacing = take.status == "complete" and final.exists()
-    # A complete take being replaced stays on disk until its replacement is complete.
-    path = final.with_name(f".{final.name}.recording.wav") if replacing else final
-    for _ in range(MAX_ATTEMPTS):
-        take = manifest.takes[index]
-        controller.set_automatic(take.knobs)
-        started = _now()
-        changes: dict[str, Any] = dict(
-            attempts=take.attempts + 1, started_at=started, finished_at=None, message=None
-        )
-        if not replacing:
-            changes.update(
-                status="partial", frames=0, underflows=0, overflows=0, peaks_dbfs={}, sha256=""
-            )
-        manifest = manifest.with_take(index, **changes)
-        save_session(out, manifest)
-        monitor.take_started(manifest.takes[index], index + 1, len(manifest.takes), len(samples))
-        attempt = _record_once(engine, samples, path, manifest.sample_rate_hz, monitor)
-        result = attempt.result
-        peaks = {
-            name: _dbfs(float(p)) for name, p in zip(TAKE_CHANNELS, attempt.peaks, strict=True)
-        }
-        flags = dict(
-            frames=attempt.frames,
-            underflows=result.underflows,
-            overflows=result.overflows,
-            peaks_dbfs=peaks,
-            finished_at=_now(),
-        )
-        dropout = bool(result.underflows or result.overflows)
-        if (
-            attempt.error is not None
-            or attempt.signal_number is not None
-            or (not dropout and (result.interrupted or attempt.frames < len(samples)))
-        ):
-            return _stop_take(
-                manifest, index, attempt, flags, replacing, path, out, monitor, len(samples)
-            )
-        if not dropout:
-            if replacing:
-                os.replace(path, final)
-            manifest = manifest.with_take(index, status="complete", sha256=attempt.sha256, **flags)
-            note = _save_or_note(out, manifest)
-            if note:
-                raise CaptureError(
-                    f"Take {take.file} was recorded but{note} Run the same "
-                    "command again once the disk is fixed."
-                )
-            monitor.take_finished(manifest.takes[index])
-            return manifest
-        # A dropout: the take is incomplete data. Keep its file for inspection, record again.
-        message = (
-            f"dropout: {result.underflows} output underflow(s), {result.overflows} input "
-            f"overflow(s)"
-        )
-        manifest = manifest.with_take(
-            index,
-            status="failed" if not replacing else "complete",
-            message=message,
-            **({} if replacing else flags),
-        )
-        save_session(out, manifest)
-        monitor.take_finished(manifest.takes[index])
-        say(f"Take {take.file}: {message}; recording it again.")
-    if replacing and path.exists():
-        path.unlink()
-    raise CaptureError(
-        f"Take {manifest.takes[index].file} had dropouts in {MAX_ATTEMPTS} attempts in a row "
-        f"({manifest.takes[index].message}); the session stopped. Dropouts mean the computer "
-        'did not keep up: raise blocksize (or latency = "high") in the rig, close other '
-        f"programs, then run the same command again to resume. Kept: "
-        f"{_describe_kept(manifest)}."
-    )
-
-
-def _stop_take(
-    manifest: SessionManifest,
-    index: int,
-    attempt: _Attempt,
-    flags: dict[str, Any],
-    replacing: bool,
-    path: Path,
-    out: Path,
-    monitor: Monitor,
-    expected_frames: int,
-) -> SessionManifest:
-    """Mark an interrupted or failed take, save the manifest, and raise what stopped it."""
-    take = manifest.takes[index]
-    if replacing:
-        # The earlier complete take stays; the unfinished replacement is dropped.
-        if path.exists():
-            path.unlink()
-        kept_this = f"the earlier complete {take.file} is kept"
-        manifest = manifest.with_take(
-            index, message="a retake was stopped; the earlier take is kept"
-        )
+    if existing is None:
+        manifest = new_manifest(request.rig, engine.device_names, program, knobs, request.plan)
+        out.mkdir(parents=True, exist_ok=True)
     else:
-        kept_this = f"the first {attempt.frames} frames of {take.file} are kept (partial)"
-        reason = (
-            "interrupted"
-            if attempt.signal_number is not None
-            else str(attempt.error)
-            if attempt.error
-            else "stopped early"
-        )
-        manifest = manifest.with_take(index, status="partial", message=reason, **flags)
-    note = _save_or_note(out, manifest)
-    monitor.take_finished(manifest.takes[index])
-    resume = "Run the same command again to resume at the first take that is not complete."
-    if attempt.signal_number is not None:
-        name = signal.Signals(attempt.signal_number).name
-        raise RecordingInterrupted(
-            f"Recording stopped by {name} during {take.file}: {kept_this}. Kept in {out}: "
-            f"{_describe_kept(manifest)}.{note} {resume}",
-            attempt.signal_number,
-        )
-    if attempt.error is not None:
-        # The engine's or writer's message says what happened to this take; add the session.
-        raise type(attempt.error)(
-            f"{attempt.error} Kept in {out}: {_describe_kept(manifest)}.{note}"
-        )
-    raise CaptureError(
-        f"The engine stopped {take.file} early after {attempt.frames} of "
-        f"{expected_frames} frames: {kept_this}. Kept in {out}: "
-        f"{_describe_kept(manifest)}.{note} {resume}"
-    )
+        manifest = existing
+        done = sum(t.status == "complete" for t in manifest.takes)
+        say(f"Resuming the session in {out}: {done} of {len(manifest.takes)} take(s) complete.")
+    # The manifest first: a folder with session.json is resumable even if ampcap stops
+    # before program.wav is complete (it is written again, it is deterministic).
+    save_session(out, manifest)
+    _write_program(out, program)
+    # Takes play program.wav through a read-only memory map, so the process does not hold
+    # the whole program in memory while recording, however long it is.
+    return manifest, program_samples(out / PROGRAM_NAME, program.program.length)

@@ -36,6 +36,8 @@ from scipy import signal
 from ampcap.capture.engine import Progress, Sink, TakeResult, release_played_pages
 from ampcap.capture.rig import VirtualSettings
 from ampcap.errors import UsageError
+from ampcap.labels import knob_label
+from ampcap.levels import amplitude
 
 #: The virtual amp's knobs: name -> (minimum, maximum, default), dial numbers.
 AMP_KNOBS = {"isf": (0.0, 10.0, 5.0), "gain": (0.0, 10.0, 5.0)}
@@ -308,7 +310,7 @@ class VirtualInterface:
         self.sample_rate_hz = int(sample_rate_hz)
         self.latency_samples = float(latency_samples)
         self.ratio = 1.0 / (1.0 + drift_ppm * 1e-6)
-        self.noise_rms = 10 ** (noise_dbfs / 20) if noise_dbfs > -300 else 0.0
+        self.noise_rms = amplitude(noise_dbfs) if noise_dbfs > -300 else 0.0
         self.device_scale = polarity * 10 ** (gain_db / 20)
         self._rng = np.random.default_rng(seed)
         # Played history: self._played[i] is played sample self._offset + i, channels as
@@ -407,7 +409,7 @@ class VirtualInterface:
 def take_seed(seed: int, knobs: dict[str, float]) -> int:
     """The noise seed of one take: the rig's seed mixed with the knob setting, so a take
     recorded again (resumed, retaken) gets the same noise whatever order takes ran in."""
-    key = ",".join(f"{name}={value:g}" for name, value in sorted(knobs.items()))
+    key = knob_label(dict(sorted(knobs.items())))
     return int(np.random.SeedSequence([seed, zlib.crc32(key.encode())]).generate_state(1)[0])
 
 

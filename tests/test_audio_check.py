@@ -10,7 +10,7 @@ import pytest
 
 from ampcap.capture.check import (
     analyse_check,
-    estimate_delay,
+    find_loopback_delay,
     make_test_signal,
     run_check,
 )
@@ -62,10 +62,10 @@ def _record(
 
 
 @pytest.mark.parametrize("delay", [0.0, 17.0, 183.37, 2048.5, 4000.25])
-def test_estimate_delay_finds_fractional_delays_of_the_test_sweep(delay: float) -> None:
+def test_find_loopback_delay_finds_fractional_delays_of_the_test_sweep(delay: float) -> None:
     test = make_test_signal(FS)
     recorded = _fractional_delay(test.to_loopback.astype(np.float64), delay)
-    found, correlation = estimate_delay(recorded, test.to_loopback, round(0.5 * FS))
+    found, correlation = find_loopback_delay(test.to_loopback, recorded, round(0.5 * FS))
     # The interpolation grid is 1/100 sample; band-limited interpolation of a clean peak lands
     # on the nearest grid point.
     assert found == pytest.approx(delay, abs=0.011)

@@ -9,6 +9,7 @@ import click
 
 from ampcap.commands.options import count, json_option, positive, seed_option
 from ampcap.errors import UsageError
+from ampcap.levels import FLOOR_DB, dbfs
 
 if TYPE_CHECKING:
     import numpy as np
@@ -49,11 +50,11 @@ class LiveMeter:
             transient=True,
         )
         self._task: Any = None
-        self._held = [-200.0, -200.0]
+        self._held = [FLOOR_DB, FLOOR_DB]
         self._rate = 1
 
     def take_started(self, take: Take, step: int, total: int, frames: int) -> None:
-        self._held = [-200.0, -200.0]
+        self._held = [FLOOR_DB, FLOOR_DB]
         self._progress.start()
         name = take.file.split("/")[-1][: -len(".wav")]
         self._task = self._progress.add_task(f"{step}/{total} {name}", total=frames, meter="")
@@ -66,7 +67,7 @@ class LiveMeter:
         now = []
         for channel in range(min(block.shape[1], 2)):
             peak = float(np.max(np.abs(block[:, channel])))
-            level = 20 * np.log10(peak) if peak > 1e-10 else -200.0
+            level = dbfs(peak, FLOOR_DB)
             self._held[channel] = max(self._held[channel], level)
             now.append(level)
         parts = []
