@@ -281,6 +281,20 @@ def _print_table(result: SessionResult) -> None:
     is_flag=True,
     help="Record complete takes again too (replacing them only once the new take is complete).",
 )
+@click.option(
+    "--add-settings",
+    "add_settings",
+    multiple=True,
+    metavar="KNOB=VALUE[,...]",
+    help="Add a take at this setting to the existing session in --out (same program, "
+    "rig and knobs); repeat for several.",
+)
+@click.option(
+    "--plan-file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="Add the settings of a plan `ampcap plan --out` wrote to the session in --out.",
+)
 @seed_option
 @json_option
 def record(
@@ -296,6 +310,8 @@ def record(
     device: str | None,
     assume_yes: bool,
     retake: bool,
+    add_settings: tuple[str, ...],
+    plan_file: Path | None,
     seed: int,
     as_json: bool,
 ) -> None:
@@ -315,11 +331,13 @@ def record(
       ampcap record --rig jack-virtual --knob isf --steps 5 --out captures/jack-virtual --yes
       ampcap record --rig virtual --knob isf --knob gain --plan lhs --takes 12 --out captures/lhs
       ampcap record --rig my-rig.toml --knob tone --range 2:8 --steps 4 --out captures/tone
+      ampcap record --rig motu --out captures/ht1 --add-settings isf=3.75 --add-settings isf=6.25
+      ampcap record --rig motu --out captures/ht1 --plan-file plan.json
     """
     from ampcap.capture.plan import make_plan
     from ampcap.capture.rig import list_rigs, load_rig
     from ampcap.capture.session import RecordRequest, record_session
-    from ampcap.console import err, print_json
+    from ampcap.console import err
     from ampcap.outputs import folder_lock
 
     if rig_name is None:
@@ -334,6 +352,9 @@ def record(
             "Missing --out DIR: the session folder to record into, for example --out captures/demo."
         )
     rig = load_rig(rig_name).with_device(device)
+    if add_settings or plan_file is not None:
+        _add_to_session(rig, out, add_settings, plan_file, device, assume_yes, retake, as_json)
+        return
     if not knobs:
         if len(rig.knobs) == 1:
             knobs = tuple(rig.knobs)
@@ -360,7 +381,13 @@ def record(
     # Held until the command ends; a second writer of this session is refused.
     click.get_current_context().with_resource(folder_lock(out, "record"))
     err.print(f"Recording {len(plan)} take(s) through rig {rig.name} into {out}")
-    result = record_session(request, monitor=LiveMeter(), say=err.print)
+    _report(record_session(request, monitor=LiveMeter(), say=err.print), out, as_json)
+
+
+def _report(result: SessionResult, out: Path, as_json: bool) -> None:
+    """The session table (or JSON) and what to do next."""
+    from ampcap.console import err, print_json
+
     if as_json:
         print_json(_summary(result))
     else:
@@ -372,4 +399,62 @@ def record(
             "command again to continue."
         )
     elif not missing:
-        err.print(f"All {len(plan)} take(s) complete. Next: ampcap align {out}")
+        err.print(f"All {len(result.manifest.takes)} take(s) complete. Next: ampcap align {out}")
+
+
+#: Options that describe a new session's program and plan (parameter: flag): added takes use
+#: the session's own.
+_NEW_SESSION_OPTIONS = {
+    "knobs": "--knob",
+    "steps": "--steps",
+    "ranges": "--range",
+    "plan_kind": "--plan",
+    "takes": "--takes",
+    "di_files": "--di",
+    "di_seconds": "--di-seconds",
+    "seed": "--seed",
+}
+
+
+def _add_to_session(
+    rig: Any,
+    out: Path,
+    add_settings: tuple[str, ...],
+    plan_file: Path | None,
+    device: str | None,
+    assume_yes: bool,
+    retake: bool,
+    as_json: bool,
+) -> None:
+    """``--add-settings`` / ``--plan-file``: more takes into the session in ``out``."""
+    from ampcap.capture.extend import add_to_session, parse_added_settings, settings_from_plan_file
+    from ampcap.console import err
+    from ampcap.outputs import folder_lock
+
+    ctx = click.get_current_context()
+    given = [
+        flag
+        for name, flag in _NEW_SESSION_OPTIONS.items()
+        if ctx.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT
+    ]
+    if given or retake:
+        raise UsageError(
+            f"{', '.join(given + (['--retake'] if retake else []))} cannot be used with "
+            "--add-settings or --plan-file: added takes play the session's own program with "
+            "its knobs. Give only --rig, --out and the settings."
+        )
+    settings = parse_added_settings(add_settings)
+    if plan_file is not None:
+        settings += settings_from_plan_file(plan_file)
+    ctx.with_resource(folder_lock(out, "record"))
+    err.print(f"Adding {len(settings)} take(s) through rig {rig.name} to {out}")
+    result = add_to_session(
+        rig,
+        out,
+        settings,
+        assume_yes=assume_yes,
+        device_override=device,
+        monitor=LiveMeter(),
+        say=err.print,
+    )
+    _report(result, out, as_json)
