@@ -41,6 +41,7 @@ from ampcap.schema.session import (
     save_session,
     take_file_name,
 )
+from ampcap.settings import same_setting
 
 
 def existing_session(out: Path) -> SessionManifest:
@@ -88,10 +89,6 @@ def check_added_settings(
     return ordered
 
 
-def _same(a: dict[str, float], b: dict[str, float]) -> bool:
-    return a.keys() == b.keys() and all(math.isclose(a[k], b[k], abs_tol=1e-9) for k in a)
-
-
 def extended_manifest(
     existing: SessionManifest, settings: Sequence[dict[str, float]]
 ) -> tuple[SessionManifest, list[str]]:
@@ -100,9 +97,9 @@ def extended_manifest(
     takes = list(existing.takes)
     notes = []
     for setting in settings:
-        held = next((t for t in existing.takes if _same(t.knobs, setting)), None)
+        held = next((t for t in existing.takes if same_setting(t.knobs, setting)), None)
         if held is None:
-            if not any(_same(t.knobs, setting) for t in takes):
+            if not any(same_setting(t.knobs, setting) for t in takes):
                 takes.append(Take(knobs=dict(setting), file=take_file_name(setting)))
         elif held.status == "complete":
             notes.append(f"{knob_label(setting)} is already recorded; it is left as it is.")

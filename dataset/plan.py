@@ -34,6 +34,7 @@ import soundfile as sf
 from ampcap.errors import DatasetError
 from ampcap.labels import knob_label
 from ampcap.schema.session import Knob
+from ampcap.settings import runs_along_knobs
 
 from .split_inputs import SessionInput, load_session_input
 
@@ -135,22 +136,6 @@ def bend_esr(low: np.ndarray, middle: np.ndarray, high: np.ndarray) -> float:
     return float(np.dot(residual, residual)) / energy if energy > 0 else 0.0
 
 
-def neighbours(
-    settings: Sequence[dict[str, float]], knobs: Sequence[Knob]
-) -> list[tuple[str, list[int]]]:
-    """Runs of settings along one knob with every other knob held: ``(knob, indices sorted)``."""
-    runs = []
-    for knob in knobs:
-        groups: dict[tuple, list[int]] = {}
-        for index, setting in enumerate(settings):
-            held = tuple((k.name, setting[k.name]) for k in knobs if k.name != knob.name)
-            groups.setdefault(held, []).append(index)
-        for indices in groups.values():
-            if len(indices) > 1:
-                runs.append((knob.name, sorted(indices, key=lambda i: settings[i][knob.name])))
-    return runs
-
-
 def _device_outputs(session: SessionInput) -> list[np.ndarray]:
     """Each take's device output over the DI sources, pre-emphasised, float64."""
     outputs = []
@@ -192,7 +177,7 @@ def plan_session(
         raise DatasetError(f"The number of settings to suggest must be 1 or more, not {add}.")
     session, _ = load_session_input(folder, 0, allow_warnings=True)
     settings = [dict(t.knobs) for t in session.takes]
-    runs = neighbours(settings, session.knobs)
+    runs = runs_along_knobs(settings, [k.name for k in session.knobs])
     if not runs:
         raise DatasetError(
             f"{folder} holds {len(settings)} usable setting(s), and no two of them differ in one "

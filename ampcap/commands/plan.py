@@ -10,7 +10,7 @@ from ampcap.commands.options import count, json_option
 
 
 @click.command()
-@click.argument("session", type=click.Path(path_type=Path))
+@click.argument("folders", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option(
     "--add",
     "add",
@@ -26,25 +26,36 @@ from ampcap.commands.options import count, json_option
     help="Also write the plan to this JSON file, for `ampcap record --plan-file`.",
 )
 @json_option
-def plan(session: Path, add: int, out: Path | None, as_json: bool) -> None:
-    """Suggest the knob settings worth recording next in SESSION (recorded and aligned).
+def plan(folders: tuple[Path, ...], add: int, out: Path | None, as_json: bool) -> None:
+    """Suggest the knob settings worth recording next, from a session or from trained models.
 
-    Every take of a session plays the same DI, so ampcap measures how much the device's output
-    changes between neighbouring recorded settings (an ESR, pre-emphasised as in training). A
-    model interpolates well where that change is small; the largest change is the gap to fill,
-    and its middle the setting to record. Each suggestion comes with the reason in one line.
+    \b
+    FOLDERS is one capture session (recorded and aligned), or two or more training runs of
+    the same dataset trained with different --seed.
+
+    \b
+    From a session: every take plays the same DI, so ampcap measures how much the device's
+    output changes between neighbouring recorded settings (an ESR, pre-emphasised as in
+    training). The largest change is the gap to fill, and its middle the setting to record.
+
+    \b
+    From runs: the models render the dataset's validation input at points inside each gap
+    between the trained settings; where they disagree most, the recordings pin the device down
+    least, and that is the setting to record.
+
+    Each suggestion comes with the reason in one line. --out writes a plan file that
+    `ampcap record --plan-file` records.
 
     \b
     Examples:
       ampcap plan captures/muff --add 2
       ampcap plan captures/muff --add 2 --out plan.json
       ampcap record --rig motu --out captures/muff --plan-file plan.json
+      ampcap plan runs/muff-s0 runs/muff-s1 runs/muff-s2 --add 2 --out plan.json
     """
     from ampcap.console import err, print_json, progress
-    from ampcap.dataset.plan import plan_session
     from ampcap.errors import UsageError
     from ampcap.files import atomic_write_json, read_json
-    from ampcap.labels import knob_label
     from ampcap.outputs import probe_folder
 
     if out is not None:
@@ -54,26 +65,57 @@ def plan(session: Path, add: int, out: Path | None, as_json: bool) -> None:
                 "Nothing was changed."
             )
         probe_folder(out.parent, shown=out)
-    with progress(transient=True) as bar:
-        task = bar.add_task("reading takes", total=None)
-        result = plan_session(
-            session, add, on_take=lambda done, total: bar.update(task, completed=done, total=total)
+    runs = all((f / "run.json").exists() for f in folders)
+    if not runs and len(folders) > 1:
+        raise UsageError(
+            "Give one capture session, or two or more training runs (folders with run.json); "
+            f"{', '.join(str(f) for f in folders if not (f / 'run.json').exists())} "
+            "is not a run."
         )
+    with progress(transient=True) as bar:
+        task = bar.add_task("measuring", total=None)
+
+        def step(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        if runs:
+            from ampcap.train.disagreement import plan_from_runs
+
+            result = plan_from_runs(folders, add, on_step=step)
+        else:
+            from ampcap.dataset.plan import plan_session
+
+            result = plan_session(folders[0], add, on_take=step)
     document = result.to_dict()
     if out is not None:
         atomic_write_json(out, document)
     if as_json:
         print_json(document)
         return
-    err.print(f"{len(result.recorded)} setting(s) recorded in {session}.")
-    for step in sorted(result.steps, key=lambda s: -s.esr):
-        low, high = step.low[step.knob], step.high[step.knob]
-        err.print(f"  {step.knob} {low:g} -> {high:g}: the output changes {step.esr:.2%} (ESR)")
-    err.print(f"Record next ({len(result.suggestions)}):")
-    for suggestion in result.suggestions:
-        err.print(f"  {knob_label(suggestion.knobs)}: {suggestion.reason}", soft_wrap=True)
+    _show(result, document, runs)
     if out is not None:
-        err.print(f"plan: {out} (record it with `ampcap record --out {session} --plan-file {out}`)")
+        err.print(f"plan: {out} (record it with `ampcap record --out SESSION --plan-file {out}`)")
+
+
+def _show(result, document: dict, runs: bool) -> None:
+    from ampcap.console import err
+    from ampcap.labels import knob_label
+
+    if runs:
+        err.print(
+            f"{len(result.runs)} models trained on {len(result.trained)} setting(s) disagree "
+            f"{result.trained_disagreement_esr:.2%} (ESR) at them; inside the gaps:"
+        )
+        for c in sorted(result.candidates, key=lambda c: -c.disagreement_esr):
+            err.print(f"  {knob_label(c.knobs)}: {c.disagreement_esr:.2%}")
+    else:
+        err.print(f"{len(result.recorded)} setting(s) recorded in {result.session}.")
+        for s in sorted(result.steps, key=lambda s: -s.esr):
+            low, high = s.low[s.knob], s.high[s.knob]
+            err.print(f"  {s.knob} {low:g} -> {high:g}: the output changes {s.esr:.2%} (ESR)")
+    err.print(f"Record next ({len(document['add'])}):")
+    for item in document["add"]:
+        err.print(f"  {item['label']}: {item['reason']}", soft_wrap=True)
 
 
 def _json_or_empty(read_json, path: Path) -> dict:
