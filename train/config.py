@@ -12,6 +12,7 @@ from typing import Any
 from ampcap.errors import ModelFormatError, TrainingError
 
 ARCHITECTURES = ("lstm", "gru", "wavenet", "mlp")
+DEFAULT_ARCH = "lstm"
 #: (hidden size, layers) of each architecture when not given: the DAFx-19 recurrent model,
 #: Damskägg et al.'s smallest WaveNet (channels, dilated layers) and a small MLP (width, layers).
 ARCH_DEFAULTS: dict[str, tuple[int, int]] = {
@@ -56,8 +57,8 @@ class ModelConfig:
 
     arch: str
     input_size: int
-    hidden_size: int = ARCH_DEFAULTS["lstm"][0]
-    num_layers: int = ARCH_DEFAULTS["lstm"][1]
+    hidden_size: int = ARCH_DEFAULTS[DEFAULT_ARCH][0]
+    num_layers: int = ARCH_DEFAULTS[DEFAULT_ARCH][1]
     skip: bool = False
     kernel_size: int = 3
     dilations: tuple[int, ...] = ()
@@ -135,7 +136,7 @@ def make_config(
     stack). An MLP sees :data:`DEFAULT_MLP_WINDOW` samples unless ``window`` is given.
     """
     arch = arch.lower()
-    default_hidden, default_layers = ARCH_DEFAULTS.get(arch, ARCH_DEFAULTS["lstm"])
+    default_hidden, default_layers = ARCH_DEFAULTS.get(arch, ARCH_DEFAULTS[DEFAULT_ARCH])
     hidden = default_hidden if hidden_size is None else hidden_size
     layers = default_layers if num_layers is None else num_layers
     if arch == "wavenet":
