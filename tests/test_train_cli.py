@@ -105,3 +105,37 @@ def test_train_refuses_a_non_empty_folder_that_is_not_a_run(tmp_path, data_dir, 
     code, _, stderr = run_cli(["train", str(data_dir), "--out", str(out)], capsys)
     assert code == 2 and "not an empty folder" in stderr
     assert (out / "notes.txt").read_text() == "mine"
+
+
+def test_train_model_from_python_writes_what_the_command_writes(tmp_path, data_dir):
+    from ampcap.training import train_model
+
+    plans, events, warnings = [], [], []
+    result = train_model(
+        data_dir,
+        tmp_path / "run",
+        hidden=8,
+        epochs=2,
+        lr=5e-3,
+        device="cpu",
+        threads=1,
+        on_start=plans.append,
+        on_progress=events.append,
+        warn=warnings.append,
+    )
+    assert result.outcome.status == "finished" and result.outcome.epochs == 2
+    # The same files as `ampcap train`: one .nam per knob setting, and the report.
+    names = sorted(p.name for p in result.exports)
+    assert [n for n in names if n.endswith(".nam")] == [
+        "run-tone=0.nam",
+        "run-tone=10.nam",
+        "run-tone=5.nam",
+    ]
+    assert all(p.is_file() for p in result.exports)
+    assert result.report == tmp_path / "run" / "report.html" and result.report.is_file()
+    assert list(result.warnings) == warnings
+    # The defaults are the configs' own; the settings given replace them.
+    (plan,) = plans
+    assert plan.model_config.arch == "lstm" and plan.model_config.hidden_size == 8
+    assert plan.config.patience_epochs == 50 and plan.config.seed == 0
+    assert [e.epoch for e in events if e.kind == "validation"] == [2]

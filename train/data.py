@@ -15,6 +15,7 @@ import torch
 
 from ampcap.errors import DatasetError
 from ampcap.files import check_sha256, read_audio, sha256_file
+from ampcap.labels import describe
 from ampcap.schema.dataset import MANIFEST_NAME, SPLITS, DatasetManifest, Piece, load_dataset
 
 
@@ -271,4 +272,4 @@ def setting_key(knobs: dict[str, float]) -> str:
     """A stable label for a knob setting, ``"isf=2.5"`` or ``"gain=5, tone=0"``."""
     if not knobs:
         return "(no knobs)"
-    return ", ".join(f"{name}={value:g}" for name, value in sorted(knobs.items()))
+    return describe(dict(sorted(knobs.items())))

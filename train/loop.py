@@ -33,10 +33,10 @@ import math
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -53,112 +53,29 @@ from ampcap.schema.run import (
     load_run,
     save_run,
 )
-from ampcap.train.checkpoint import load_checkpoint, make_checkpoint, write_checkpoint
+from ampcap.train.checkpoint import (
+    load_checkpoint,
+    make_checkpoint,
+    model_from_checkpoint,
+    write_checkpoint,
+)
+from ampcap.train.config import ModelConfig, TrainConfig
 from ampcap.train.data import BatchMaker, Dataset, epoch_batches
 from ampcap.train.evaluate import TestScores, evaluate_split, predict_split, validation_scores
 from ampcap.train.loss import esr_dc_loss
-from ampcap.train.model import ModelConfig, build_model, detach_state
+from ampcap.train.model import build_model, detach_state
 
-SCHEDULES = ("constant", "cosine")
-#: How evenly the loss weighs knob settings of different loudness: 0 pools the energy over the
-#: batch (DAFx-19), 1 divides each segment's error by its own setting's energy.
-DEFAULT_SETTING_BALANCE = 0.25
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """How to train; stored in ``run.json`` and every checkpoint.
-
-    Attributes
-    ----------
-    epochs : int
-        Epochs in all (a resumed run counts the epochs already done).
-    minutes : float or None
-        Wall-clock budget for this invocation's training (evaluation not included).
-    patience_epochs : int
-        Stop when the best validation loss is this many epochs old.
-    seed : int
-        Seeds the initial parameters and every epoch's shuffle.
-    device : str
-        "cpu" or "cuda" (resolved; see :func:`resolve_device`).
-    threads : int
-        Intra-op threads on the CPU (1: robust when other programs share the cores).
-    segment_seconds : float
-        Length of the training segments cut inside pieces (DAFx-19: 0.5 s).
-    batch_size : int
-        Segments per mini-batch (DAFx-19: 40).
-    warmup_samples : int
-        Samples run without updates at the start of each mini-batch (DAFx-19: 1000); also the
-        unscored start of every validation and test piece.
-    tbptt_samples : int
-        Samples between updates, and the back-propagation length (DAFx-19: 2048).
-    learning_rate : float
-        Adam's (peak) learning rate. DAFx-19 used 5e-4, constant; ampcap starts twenty times
-        higher and decays (``schedule``), which reaches a given test ESR in far fewer epochs.
-    schedule : {"constant", "cosine"}
-        ``cosine`` decays from ``learning_rate`` to ``learning_rate * final_lr_fraction``
-        over the run's horizon.
-    final_lr_fraction : float
-    grad_clip : float
-        Clip the gradient's global norm to this (0: no clipping).
-    validate_every : int
-        Epochs between validations (DAFx-19: 2).
-    setting_balance : float in [0, 1]
-        0 is DAFx-19's loss, the ESR pooled over each mini-batch, where a quiet knob setting
-        hardly counts. Above 0 each segment's error is divided by an energy of its own setting
-        (:func:`ampcap.train.data.balanced_energies`); 1 makes every setting weigh the same.
-        The validation that picks the best model weighs the settings the same way.
-    """
-
-    epochs: int = 200
-    minutes: float | None = None
-    patience_epochs: int = 50
-    seed: int = 0
-    device: str = "cpu"
-    threads: int = 1
-    segment_seconds: float = 0.5
-    batch_size: int = 40
-    warmup_samples: int = 1000
-    tbptt_samples: int = 2048
-    learning_rate: float = 1e-2
-    schedule: str = "cosine"
-    final_lr_fraction: float = 0.05
-    grad_clip: float = 1.0
-    validate_every: int = 2
-    setting_balance: float = DEFAULT_SETTING_BALANCE
-
-    def __post_init__(self) -> None:
-        if self.epochs < 1:
-            raise TrainingError(f"--epochs must be at least 1, not {self.epochs}.")
-        if self.minutes is not None and self.minutes <= 0:
-            raise TrainingError(f"--minutes must be positive, not {self.minutes}.")
-        if self.patience_epochs < 1:
-            raise TrainingError(f"--patience must be at least 1 epoch, not {self.patience_epochs}.")
-        if not 0 <= self.setting_balance <= 1:
-            raise TrainingError(
-                f"--setting-balance must be between 0 and 1, not {self.setting_balance}."
-            )
-        if self.schedule not in SCHEDULES:
-            raise TrainingError(
-                f"Unknown schedule {self.schedule!r}; use one of {', '.join(SCHEDULES)}."
-            )
-        if self.batch_size < 1 or self.tbptt_samples < 2 or self.warmup_samples < 0:
-            raise TrainingError(
-                f"Batch size {self.batch_size}, TBPTT length {self.tbptt_samples} and warm-up "
-                f"{self.warmup_samples} must be at least 1, 2 and 0."
-            )
-        if not 0 < self.learning_rate < 1:
-            raise TrainingError(f"The learning rate must be in (0, 1), not {self.learning_rate}.")
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
-        known = {f.name for f in fields(cls)}
-        # Runs written before the loss could weigh settings were trained with the pooled one.
-        data = {"setting_balance": 0.0, **data}
-        return cls(**{k: v for k, v in data.items() if k in known})
+__all__ = [
+    "ProgressEvent",
+    "TrainConfig",
+    "TrainOutcome",
+    "TrainingState",
+    "learning_rate_at",
+    "resolve_device",
+    "train_run",
+    "train_segments",
+    "tune_allocator",
+]
 
 
 @dataclass(frozen=True)
@@ -244,8 +161,8 @@ def resolve_device(name: str) -> str:
         return "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cuda" and not torch.cuda.is_available():
         raise TrainingError(
-            "--device cuda was asked for but torch sees no CUDA GPU (this torch build or "
-            "driver has none). Use --device cpu."
+            "The device 'cuda' was asked for, but torch sees no CUDA GPU (this torch build or "
+            "driver has none). Train on the CPU (device 'cpu')."
         )
     if name not in ("cpu", "cuda"):
         raise TrainingError(f"Unknown device {name!r}; use cpu, cuda or auto.")
@@ -325,12 +242,8 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def _config_differences(saved: ModelConfig, wanted: ModelConfig) -> list[str]:
-    return [
-        f"{f.name} {getattr(saved, f.name)!r} (asked: {getattr(wanted, f.name)!r})"
-        for f in fields(ModelConfig)
-        if getattr(saved, f.name) != getattr(wanted, f.name)
-    ]
+def _finite_or_none(value: float | None) -> float | None:
+    return None if value is None or not math.isfinite(value) else float(value)
 
 
 class _Run:
@@ -349,8 +262,118 @@ class _Run:
         )
 
 
-def _finite_or_none(value: float | None) -> float | None:
-    return None if value is None or not math.isfinite(value) else float(value)
+def _new_history() -> dict[str, list[dict[str, Any]]]:
+    return {"epochs": [], "validations": []}
+
+
+@dataclass
+class TrainingState:
+    """Where a run stands: the model, its optimizer and everything the loop counts.
+
+    The fields from ``epoch`` to ``elapsed_s`` are what a checkpoint keeps besides the weights
+    (its ``progress``), so a resumed run carries on from its last validation.
+
+    Attributes
+    ----------
+    model : torch.nn.Module
+    optimizer : torch.optim.Optimizer
+    epoch, step : int
+        Completed epochs and optimizer updates (including any before a resume).
+    best_val_loss, best_val_esr : float
+        Of the best validation so far (``inf`` before the first).
+    best_epoch : int
+        The epoch of that validation.
+    elapsed_s : float
+        Seconds spent in training batches, over every invocation of the run.
+    history : dict
+        ``{"epochs": [...], "validations": [...]}``, as ``metrics.json`` keeps it.
+    train_seconds : float
+        Seconds spent in training batches in this invocation.
+    samples : int
+        Training samples (warm-up included) seen in this invocation.
+    started, deadline : float
+        ``time.perf_counter()`` when this invocation's epochs began, and when its time budget
+        ends (``inf`` without one).
+    """
+
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    epoch: int = 0
+    step: int = 0
+    best_val_loss: float = math.inf
+    best_val_esr: float = math.inf
+    best_epoch: int = 0
+    elapsed_s: float = 0.0
+    history: dict[str, list[dict[str, Any]]] = field(default_factory=_new_history)
+    train_seconds: float = 0.0
+    samples: int = 0
+    started: float = 0.0
+    deadline: float = math.inf
+
+    def start_clock(self, minutes: float | None) -> None:
+        self.started = time.perf_counter()
+        self.deadline = self.started + 60.0 * minutes if minutes else math.inf
+
+    @property
+    def learning_rate(self) -> float:
+        return self.optimizer.param_groups[0]["lr"]
+
+    def progress(self) -> dict[str, Any]:
+        """The checkpoint's ``progress``: what resuming needs besides weights and optimizer."""
+        return {
+            "epoch": self.epoch,
+            "step": self.step,
+            "best_val_loss": self.best_val_loss,
+            "best_val_esr": self.best_val_esr,
+            "best_epoch": self.best_epoch,
+            "elapsed_s": self.elapsed_s,
+        }
+
+    def summary(self, test: TestScores | None = None) -> dict[str, Any]:
+        """The ``summary`` of ``run.json``; with ``test``, the run's final one."""
+        summary: dict[str, Any] = {
+            "epochs": self.epoch,
+            "steps": self.step,
+            "best_epoch": self.best_epoch,
+            "best_val_loss": _finite_or_none(self.best_val_loss),
+            "best_val_esr": _finite_or_none(self.best_val_esr),
+            "train_seconds_total": self.elapsed_s,
+            "validations": len(self.history["validations"]),
+        }
+        if test is None:
+            return summary
+        if self.train_seconds:
+            summary["samples_per_second"] = self.samples / self.train_seconds
+        summary.update(
+            test_esr=_finite_or_none(test.esr),
+            test_esr_mean=_finite_or_none(test.esr_mean),
+            test_esr_worst=_finite_or_none(test.esr_worst),
+            heldout_esr=_finite_or_none(test.heldout_esr),
+        )
+        return summary
+
+
+@dataclass(frozen=True)
+class _Setup:
+    """What stays fixed while a run trains: where, on what, how, and whom to tell."""
+
+    run: _Run
+    dataset: Dataset
+    model_config: ModelConfig
+    config: TrainConfig
+    device: str
+    manifest: RunManifest
+    on_progress: Callable[[ProgressEvent], None] | None
+
+    @property
+    def segment_samples(self) -> int:
+        return int(round(self.config.segment_seconds * self.dataset.sample_rate_hz))
+
+
+class _Epoch(NamedTuple):
+    losses: list[float]
+    seconds: float
+    out_of_time: bool
 
 
 def train_run(
@@ -363,6 +386,9 @@ def train_run(
     on_progress: Callable[[ProgressEvent], None] | None = None,
 ) -> TrainOutcome:
     """Train ``model_config`` on ``dataset`` into ``run_dir``, then score the best model on test.
+
+    This writes the run's model, checkpoints, metrics and ``run.json``; exports and the report
+    are :func:`ampcap.training.train_model`'s.
 
     Parameters
     ----------
@@ -386,327 +412,317 @@ def train_run(
         became NaN/Inf (the run is marked failed; the last good checkpoint stays).
     """
     run = _Run(Path(run_dir))
-    device = resolve_device(config.device)
-    if device == "cpu":
-        torch.set_num_threads(config.threads)
-        tune_allocator()
-    train_split, val_split = dataset.splits["train"], dataset.splits["val"]
-    rate = dataset.sample_rate_hz
-    segment = int(round(config.segment_seconds * rate))
-    dataset_info = {"path": str(dataset.folder), "manifest_sha256": dataset.manifest_sha256}
-
+    device = _use_device(config)
     if resume:
-        model, optimizer, state = _resume(run, dataset, model_config, device, config)
+        state = _resume(run, dataset, model_config, device, config)
         manifest = load_run(run.folder).updated(
             train_config=config.to_dict(), status="running", message=None, updated_at=_now()
         )
     else:
-        torch.manual_seed(config.seed)
-        model = build_model(model_config).to(device)
-        optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
-        state = {
-            "epoch": 0,
-            "step": 0,
-            "best_val_loss": math.inf,
-            "best_val_esr": math.inf,
-            "best_epoch": 0,
-            "history": {"epochs": [], "validations": []},
-            "elapsed_s": 0.0,
-        }
-        manifest = RunManifest(
-            schema_version=1,
-            ampcap_version=__version__,
-            created_at=_now(),
-            updated_at=_now(),
-            model_config=model_config.to_dict(),
-            train_config=config.to_dict(),
-            dataset_path=str(dataset.folder),
-            dataset_manifest_sha256=dataset.manifest_sha256,
-            sample_rate_hz=rate,
-            knobs=tuple(dataset.knob_list()),
-        )
+        state = _fresh_state(model_config, config, device)
+        manifest = _new_manifest(dataset, model_config, config)
     run.folder.mkdir(parents=True, exist_ok=True)
     save_run(run.folder, manifest)
+    setup = _Setup(run, dataset, model_config, config, device, manifest, on_progress)
     # From here an interrupt marks the run stopped and says what it left.
     try:
-        balance = config.setting_balance
-        batches_of = BatchMaker(train_split, segment, balance=balance)
-        history = state["history"]
-        started = time.perf_counter()
-        deadline = started + 60.0 * config.minutes if config.minutes else math.inf
-        horizon = float(config.epochs)
-        train_seconds = 0.0
-        samples = 0
-        epoch = state["epoch"]
-        status, message = "finished", f"Trained {config.epochs} epochs."
-
-        def checkpoint(best: bool) -> None:
-            ckpt = make_checkpoint(
-                model,
-                model_config,
-                knobs=dataset.knob_list(),
-                sample_rate_hz=rate,
-                epoch=epoch,
-                step=state["step"],
-                best_val_loss=state["best_val_loss"],
-                optimizer_state=optimizer.state_dict(),
-                train_config=config.to_dict(),
-                dataset=dataset_info,
-                progress={k: v for k, v in state.items() if k != "history"},
-            )
-            write_checkpoint(run.last, ckpt)
-            if best:
-                write_checkpoint(run.best, ckpt)
-
-        def validate(train_loss: float) -> None:
-            outputs = predict_split(
-                model, val_split, config.warmup_samples, device, include_heldout=False
-            )
-            val_loss, val_esr = validation_scores(outputs, balance=balance)
-            improved = val_loss < state["best_val_loss"]
-            if improved:
-                state.update(best_val_loss=val_loss, best_val_esr=val_esr, best_epoch=epoch)
-            history["validations"].append(
-                {
-                    "epoch": epoch,
-                    "step": state["step"],
-                    "elapsed_s": state["elapsed_s"],
-                    "train_loss": train_loss,
-                    "val_loss": val_loss,
-                    "val_esr": val_esr,
-                    "learning_rate": optimizer.param_groups[0]["lr"],
-                }
-            )
-            checkpoint(best=improved)
-            run.write_metrics(history, None)
-            save_run(
-                run.folder,
-                manifest.updated(updated_at=_now(), summary=_summary(state, history, None)),
-            )
-            if on_progress is not None:
-                on_progress(
-                    ProgressEvent(
-                        "validation",
-                        epoch,
-                        config.epochs,
-                        0,
-                        0,
-                        train_loss,
-                        val_esr,
-                        state["best_val_esr"],
-                        optimizer.param_groups[0]["lr"],
-                        time.perf_counter() - started,
-                        None,
-                    )
-                )
-
-        model.train()
-        last_train_loss = math.nan
-        validated_at = epoch if history["validations"] else -1
-        while epoch < config.epochs:
-            batches = epoch_batches(train_split, segment, config.batch_size, config.seed, epoch)
-            epoch_losses = []
-            epoch_started = time.perf_counter()
-            out_of_time = False
-            for index, starts in enumerate(batches):
-                lr = learning_rate_at(config, epoch + index / len(batches), horizon)
-                for group in optimizer.param_groups:
-                    group["lr"] = lr
-                x, y, energy = batches_of(starts)
-                t0 = time.perf_counter()
-                loss, updates = train_segments(
-                    model,
-                    optimizer,
-                    x.to(device),
-                    y.to(device),
-                    config,
-                    None if energy is None else energy.to(device),
-                )
-                dt = time.perf_counter() - t0
-                train_seconds += dt
-                state["elapsed_s"] += dt
-                samples += x.shape[0] * x.shape[1]
-                state["step"] += updates
-                epoch_losses.append(loss)
-                now = time.perf_counter()
-                if on_progress is not None:
-                    per_epoch = (now - epoch_started) * len(batches) / (index + 1)
-                    remaining = min(
-                        deadline - now,
-                        per_epoch * (config.epochs - epoch) - (now - epoch_started),
-                    )
-                    on_progress(
-                        ProgressEvent(
-                            "batch",
-                            epoch + 1,
-                            config.epochs,
-                            index + 1,
-                            len(batches),
-                            loss,
-                            _finite_or_none(history["validations"][-1]["val_esr"])
-                            if history["validations"]
-                            else None,
-                            _finite_or_none(state["best_val_esr"]),
-                            lr,
-                            now - started,
-                            max(0.0, remaining),
-                        )
-                    )
-                if now >= deadline:
-                    out_of_time = True
-                    break
-            epoch_seconds = time.perf_counter() - epoch_started
-            if out_of_time and not epoch_losses:
-                break
-            last_train_loss = float(np.mean(epoch_losses))
-            if not out_of_time:
-                epoch += 1
-                state["epoch"] = epoch
-                history["epochs"].append(
-                    {
-                        "epoch": epoch,
-                        "train_loss": last_train_loss,
-                        "seconds": epoch_seconds,
-                        "learning_rate": optimizer.param_groups[0]["lr"],
-                    }
-                )
-                if config.minutes and config.schedule == "cosine":
-                    # The horizon is the number of epochs that fit in the budget, re-estimated
-                    # from the epochs timed so far; capped by --epochs.
-                    left = deadline - time.perf_counter()
-                    horizon = min(float(config.epochs), epoch + max(0.0, left) / epoch_seconds)
-            if out_of_time:
-                validate(last_train_loss)
-                validated_at = epoch
-                status = "stopped"
-                message = (
-                    f"Stopped at the time budget ({config.minutes:g} min) in epoch {epoch + 1}."
-                )
-                break
-            if epoch % config.validate_every == 0 or epoch == config.epochs:
-                validate(last_train_loss)
-                validated_at = epoch
-                if epoch - state["best_epoch"] >= config.patience_epochs:
-                    status = "stopped"
-                    message = (
-                        f"Stopped early at epoch {epoch}: the validation loss has not improved "
-                        f"for {config.patience_epochs} epochs (best at epoch {state['best_epoch']})."
-                    )
-                    break
-        if validated_at != epoch and history["epochs"]:
-            validate(last_train_loss)
+        status, message = _train_epochs(setup, state)
     except _Diverged as exc:
-        where = (
-            f"The last good checkpoint, from epoch {load_checkpoint(run.last)['epoch']}, is "
-            f"{run.last}; resume with `--resume` and a lower learning rate."
-            if run.last.exists()
-            else "No checkpoint had been written yet; start again with a lower learning rate."
-        )
-        text = (
-            f"The training loss became {exc.value} in epoch {epoch + 1} (update {state['step']}): "
-            f"training diverged and was stopped. {where}"
-        )
-        save_run(run.folder, manifest.updated(status="failed", message=text, updated_at=_now()))
-        raise TrainingError(text) from None
+        raise _diverged(setup, state, exc.value) from None
     except KeyboardInterrupt:
-        # Say only what is on disk: before the first validation there is no checkpoint.
-        if run.last.exists():
-            text = f"Interrupted; `--resume` continues from {run.last}."
-        else:
-            text = (
-                "Interrupted before the first validation: no checkpoint was written. Run the "
-                "same command again without --resume to start over."
-            )
-        _save_stopped(run, manifest, state, text)
+        _save_stopped(setup, state, _interrupted(run))
         raise
-
-    if not run.best.exists():
-        raise TrainingError(
-            f"No validation was run (the time budget of {config.minutes} min ended before the "
-            "first mini-batch finished). Give more --minutes."
-        )
-    try:
-        best_model, _ = _load_best(run, device)
-        test = evaluate_split(
-            best_model, dataset.splits["test"], rate, config.warmup_samples, device
-        )
-    except KeyboardInterrupt:
-        text = f"Interrupted while testing the best model; `--resume` continues from {run.last}."
-        _save_stopped(run, manifest, state, text)
-        raise
-    run.write_metrics(history, test)
+    test = _test_best(setup, state)
+    run.write_metrics(state.history, test)
     save_run(
         run.folder,
         manifest.updated(
-            status=status,
-            message=message,
-            updated_at=_now(),
-            summary=_summary(state, history, test, train_seconds, samples),
+            status=status, message=message, updated_at=_now(), summary=state.summary(test)
         ),
     )
     return TrainOutcome(
         status=status,
         message=message,
-        epochs=epoch,
-        steps=state["step"],
-        best_epoch=state["best_epoch"],
-        best_val_loss=state["best_val_loss"],
-        best_val_esr=state["best_val_esr"],
-        train_seconds=train_seconds,
-        samples_per_second=samples / train_seconds if train_seconds else 0.0,
+        epochs=state.epoch,
+        steps=state.step,
+        best_epoch=state.best_epoch,
+        best_val_loss=state.best_val_loss,
+        best_val_esr=state.best_val_esr,
+        train_seconds=state.train_seconds,
+        samples_per_second=state.samples / state.train_seconds if state.train_seconds else 0.0,
         test=test,
-        history=history,
+        history=state.history,
     )
 
 
-def _summary(
-    state: dict[str, Any],
-    history: dict[str, Any],
-    test: TestScores | None,
-    train_seconds: float | None = None,
-    samples: int | None = None,
-) -> dict[str, Any]:
-    summary: dict[str, Any] = {
-        "epochs": state["epoch"],
-        "steps": state["step"],
-        "best_epoch": state["best_epoch"],
-        "best_val_loss": _finite_or_none(state["best_val_loss"]),
-        "best_val_esr": _finite_or_none(state["best_val_esr"]),
-        "train_seconds_total": state["elapsed_s"],
-        "validations": len(history["validations"]),
-    }
-    if train_seconds:
-        summary["samples_per_second"] = (samples or 0) / train_seconds
-    if test is not None:
-        summary.update(
-            test_esr=_finite_or_none(test.esr),
-            test_esr_mean=_finite_or_none(test.esr_mean),
-            test_esr_worst=_finite_or_none(test.esr_worst),
-            heldout_esr=_finite_or_none(test.heldout_esr),
+def _train_epochs(setup: _Setup, state: TrainingState) -> tuple[str, str]:
+    """Epochs until the last one, the time budget or the patience; ``(status, message)``."""
+    config = setup.config
+    batches_of = BatchMaker(
+        setup.dataset.splits["train"], setup.segment_samples, balance=config.setting_balance
+    )
+    state.start_clock(config.minutes)
+    horizon = float(config.epochs)
+    train_loss = math.nan
+    validated_at = state.epoch if state.history["validations"] else -1
+    state.model.train()
+    while state.epoch < config.epochs:
+        epoch = _train_epoch(setup, state, batches_of, horizon)
+        train_loss = float(np.mean(epoch.losses))
+        if epoch.out_of_time:
+            _validate(setup, state, train_loss)
+            return "stopped", (
+                f"Stopped at the time budget ({config.minutes:g} min) in epoch {state.epoch + 1}."
+            )
+        state.epoch += 1
+        state.history["epochs"].append(
+            {
+                "epoch": state.epoch,
+                "train_loss": train_loss,
+                "seconds": epoch.seconds,
+                "learning_rate": state.learning_rate,
+            }
         )
-    return summary
+        if config.minutes and config.schedule == "cosine":
+            # The horizon is the number of epochs that fit in the budget, re-estimated from the
+            # epochs timed so far; capped by the epochs asked for.
+            left = state.deadline - time.perf_counter()
+            horizon = min(float(config.epochs), state.epoch + max(0.0, left) / epoch.seconds)
+        if state.epoch % config.validate_every == 0 or state.epoch == config.epochs:
+            _validate(setup, state, train_loss)
+            validated_at = state.epoch
+            if state.epoch - state.best_epoch >= config.patience_epochs:
+                return "stopped", (
+                    f"Stopped early at epoch {state.epoch}: the validation loss has not improved "
+                    f"for {config.patience_epochs} epochs (best at epoch {state.best_epoch})."
+                )
+    if validated_at != state.epoch and state.history["epochs"]:
+        _validate(setup, state, train_loss)
+    return "finished", f"Trained {config.epochs} epochs."
 
 
-def _save_stopped(run: _Run, manifest: RunManifest, state: dict[str, Any], text: str) -> None:
-    """Mark the run stopped, saying why, with the summary of its last validation kept (the
-    ``manifest`` object in hand predates the summaries that validations saved)."""
-    summary = _summary(state, state["history"], None)
-    save_run(
-        run.folder,
-        manifest.updated(status="stopped", message=text, updated_at=_now(), summary=summary),
+def _train_epoch(
+    setup: _Setup, state: TrainingState, batches_of: BatchMaker, horizon: float
+) -> _Epoch:
+    """One pass over the training split in shuffled mini-batches, or as much of one as the
+    time budget leaves; the learning rate follows the schedule over ``horizon`` epochs."""
+    config, device = setup.config, setup.device
+    batches = epoch_batches(
+        setup.dataset.splits["train"],
+        setup.segment_samples,
+        config.batch_size,
+        config.seed,
+        state.epoch,
+    )
+    losses: list[float] = []
+    started = time.perf_counter()
+    for index, starts in enumerate(batches):
+        learning_rate = learning_rate_at(config, state.epoch + index / len(batches), horizon)
+        for group in state.optimizer.param_groups:
+            group["lr"] = learning_rate
+        x, y, energy = batches_of(starts)
+        t0 = time.perf_counter()
+        loss, updates = train_segments(
+            state.model,
+            state.optimizer,
+            x.to(device),
+            y.to(device),
+            config,
+            None if energy is None else energy.to(device),
+        )
+        dt = time.perf_counter() - t0
+        state.train_seconds += dt
+        state.elapsed_s += dt
+        state.samples += x.shape[0] * x.shape[1]
+        state.step += updates
+        losses.append(loss)
+        now = time.perf_counter()
+        per_epoch = (now - started) * len(batches) / (index + 1)
+        remaining = min(
+            state.deadline - now, per_epoch * (config.epochs - state.epoch) - (now - started)
+        )
+        validations = state.history["validations"]
+        _tell(
+            setup,
+            state,
+            "batch",
+            epoch=state.epoch + 1,
+            batch=index + 1,
+            batches=len(batches),
+            train_loss=loss,
+            val_esr=_finite_or_none(validations[-1]["val_esr"]) if validations else None,
+            best_val_esr=_finite_or_none(state.best_val_esr),
+            learning_rate=learning_rate,
+            now=now,
+            remaining_s=max(0.0, remaining),
+        )
+        if now >= state.deadline:
+            return _Epoch(losses, time.perf_counter() - started, out_of_time=True)
+    return _Epoch(losses, time.perf_counter() - started, out_of_time=False)
+
+
+def _validate(setup: _Setup, state: TrainingState, train_loss: float) -> None:
+    """Score the model on the validation split, keep it when it is the best so far, and save
+    where the run stands (checkpoints, metrics, ``run.json``)."""
+    outputs = predict_split(
+        state.model,
+        setup.dataset.splits["val"],
+        setup.config.warmup_samples,
+        setup.device,
+        include_heldout=False,
+    )
+    val_loss, val_esr = validation_scores(outputs, balance=setup.config.setting_balance)
+    improved = val_loss < state.best_val_loss
+    if improved:
+        state.best_val_loss, state.best_val_esr, state.best_epoch = val_loss, val_esr, state.epoch
+    state.history["validations"].append(
+        {
+            "epoch": state.epoch,
+            "step": state.step,
+            "elapsed_s": state.elapsed_s,
+            "train_loss": train_loss,
+            "val_loss": val_loss,
+            "val_esr": val_esr,
+            "learning_rate": state.learning_rate,
+        }
+    )
+    _save_checkpoints(setup, state, best=improved)
+    setup.run.write_metrics(state.history, None)
+    save_run(setup.run.folder, setup.manifest.updated(updated_at=_now(), summary=state.summary()))
+    _tell(
+        setup,
+        state,
+        "validation",
+        epoch=state.epoch,
+        train_loss=train_loss,
+        val_esr=val_esr,
+        best_val_esr=state.best_val_esr,
+        learning_rate=state.learning_rate,
     )
 
 
-def _load_best(run: _Run, device: str) -> tuple[torch.nn.Module, dict[str, Any]]:
-    from ampcap.train.checkpoint import model_from_checkpoint
+def _tell(
+    setup: _Setup,
+    state: TrainingState,
+    kind: str,
+    *,
+    epoch: int,
+    train_loss: float,
+    val_esr: float | None,
+    best_val_esr: float | None,
+    learning_rate: float,
+    batch: int = 0,
+    batches: int = 0,
+    now: float | None = None,
+    remaining_s: float | None = None,
+) -> None:
+    """Hand the caller a :class:`ProgressEvent`, when it asked for them."""
+    if setup.on_progress is None:
+        return
+    now = time.perf_counter() if now is None else now
+    event = ProgressEvent(
+        kind=kind,
+        epoch=epoch,
+        epochs=setup.config.epochs,
+        batch=batch,
+        batches=batches,
+        train_loss=train_loss,
+        val_esr=val_esr,
+        best_val_esr=best_val_esr,
+        learning_rate=learning_rate,
+        elapsed_s=now - state.started,
+        remaining_s=remaining_s,
+    )
+    setup.on_progress(event)
 
-    checkpoint = load_checkpoint(run.best)
-    return model_from_checkpoint(checkpoint).to(device), checkpoint
+
+def _use_device(config: TrainConfig) -> str:
+    """The device to train on, with the CPU set up for speed (see the module's notes)."""
+    device = resolve_device(config.device)
+    if device == "cpu":
+        torch.set_num_threads(config.threads)
+        tune_allocator()
+    return device
+
+
+def _fresh_state(model_config: ModelConfig, config: TrainConfig, device: str) -> TrainingState:
+    torch.manual_seed(config.seed)
+    model = build_model(model_config).to(device)
+    return TrainingState(model, torch.optim.Adam(model.parameters(), lr=config.learning_rate))
+
+
+def _new_manifest(dataset: Dataset, model_config: ModelConfig, config: TrainConfig) -> RunManifest:
+    return RunManifest(
+        schema_version=1,
+        ampcap_version=__version__,
+        created_at=_now(),
+        updated_at=_now(),
+        model_config=model_config.to_dict(),
+        train_config=config.to_dict(),
+        dataset_path=str(dataset.folder),
+        dataset_manifest_sha256=dataset.manifest_sha256,
+        sample_rate_hz=dataset.sample_rate_hz,
+        knobs=tuple(dataset.knob_list()),
+    )
+
+
+def _save_checkpoints(setup: _Setup, state: TrainingState, best: bool) -> None:
+    """``checkpoints/last.pt`` at every validation; ``model.pt`` too when it is the best."""
+    checkpoint = make_checkpoint(
+        state.model,
+        setup.model_config,
+        knobs=setup.dataset.knob_list(),
+        sample_rate_hz=setup.dataset.sample_rate_hz,
+        epoch=state.epoch,
+        step=state.step,
+        best_val_loss=state.best_val_loss,
+        optimizer_state=state.optimizer.state_dict(),
+        train_config=setup.config.to_dict(),
+        dataset={
+            "path": str(setup.dataset.folder),
+            "manifest_sha256": setup.dataset.manifest_sha256,
+        },
+        progress=state.progress(),
+    )
+    write_checkpoint(setup.run.last, checkpoint)
+    if best:
+        write_checkpoint(setup.run.best, checkpoint)
 
 
 def _resume(
     run: _Run, dataset: Dataset, wanted: ModelConfig, device: str, config: TrainConfig
-) -> tuple[torch.nn.Module, torch.optim.Optimizer, dict[str, Any]]:
+) -> TrainingState:
+    """The state saved in ``checkpoints/last.pt``, once it is known to be this run's."""
+    checkpoint = _resumable_checkpoint(run, dataset, wanted)
+    model = model_from_checkpoint(checkpoint).to(device)
+    model.train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
+    if checkpoint.get("optimizer_state"):
+        optimizer.load_state_dict(checkpoint["optimizer_state"])
+    metrics = load_metrics(run.folder) if run.metrics.exists() else {}
+    history = metrics.get("history") or _new_history()
+    # Only the history up to the checkpoint: epochs trained after it are trained again.
+    epoch = int(checkpoint["epoch"])
+    history = {
+        "epochs": [e for e in history["epochs"] if e["epoch"] <= epoch],
+        "validations": [v for v in history["validations"] if v["epoch"] <= epoch],
+    }
+    progress = dict(checkpoint.get("progress") or {})
+    return TrainingState(
+        model,
+        optimizer,
+        epoch=epoch,
+        step=int(checkpoint["step"]),
+        best_val_loss=float(checkpoint["best_val_loss"]),
+        best_val_esr=float(progress.get("best_val_esr", math.inf)),
+        best_epoch=int(progress.get("best_epoch", epoch)),
+        elapsed_s=float(progress.get("elapsed_s", 0.0)),
+        history=history,
+    )
+
+
+def _resumable_checkpoint(run: _Run, dataset: Dataset, wanted: ModelConfig) -> dict[str, Any]:
+    """The run's last checkpoint; refused when missing, of another model or another dataset."""
     if not run.last.exists():
         raise TrainingError(
             f"Nothing to resume in {run.folder}: {run.last} does not exist (the run stopped "
@@ -715,7 +731,11 @@ def _resume(
         )
     checkpoint = load_checkpoint(run.last)
     saved = ModelConfig.from_dict(checkpoint["model_config"])
-    differences = _config_differences(saved, wanted)
+    differences = [
+        f"{f.name} {getattr(saved, f.name)!r} (asked: {getattr(wanted, f.name)!r})"
+        for f in fields(ModelConfig)
+        if getattr(saved, f.name) != getattr(wanted, f.name)
+    ]
     if differences:
         raise TrainingError(
             f"{run.folder} holds a run of another architecture: {'; '.join(differences)}. "
@@ -730,29 +750,65 @@ def _resume(
             f"{dataset.manifest_sha256[:12]}). Resume with the same dataset, or train into "
             "another --out folder."
         )
-    from ampcap.train.checkpoint import model_from_checkpoint
+    return checkpoint
 
-    model = model_from_checkpoint(checkpoint).to(device)
-    model.train()
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
-    if checkpoint.get("optimizer_state"):
-        optimizer.load_state_dict(checkpoint["optimizer_state"])
-    metrics = load_metrics(run.folder) if run.metrics.exists() else {}
-    history = metrics.get("history") or {"epochs": [], "validations": []}
-    # Only the history up to the checkpoint: epochs trained after it are trained again.
-    epoch = int(checkpoint["epoch"])
-    history = {
-        "epochs": [e for e in history["epochs"] if e["epoch"] <= epoch],
-        "validations": [v for v in history["validations"] if v["epoch"] <= epoch],
-    }
-    progress = dict(checkpoint.get("progress") or {})
-    state = {
-        "epoch": epoch,
-        "step": int(checkpoint["step"]),
-        "best_val_loss": float(checkpoint["best_val_loss"]),
-        "best_val_esr": float(progress.get("best_val_esr", math.inf)),
-        "best_epoch": int(progress.get("best_epoch", epoch)),
-        "history": history,
-        "elapsed_s": float(progress.get("elapsed_s", 0.0)),
-    }
-    return model, optimizer, state
+
+def _test_best(setup: _Setup, state: TrainingState) -> TestScores:
+    """Scores of the best model (``model.pt``) on the test split."""
+    run, config = setup.run, setup.config
+    if not run.best.exists():
+        raise TrainingError(
+            f"No validation was run (the time budget of {config.minutes} min ended before the "
+            "first mini-batch finished). Give it more minutes."
+        )
+    try:
+        best_model = model_from_checkpoint(load_checkpoint(run.best)).to(setup.device)
+        return evaluate_split(
+            best_model,
+            setup.dataset.splits["test"],
+            setup.dataset.sample_rate_hz,
+            config.warmup_samples,
+            setup.device,
+        )
+    except KeyboardInterrupt:
+        text = f"Interrupted while testing the best model; `--resume` continues from {run.last}."
+        _save_stopped(setup, state, text)
+        raise
+
+
+def _diverged(setup: _Setup, state: TrainingState, value: float) -> TrainingError:
+    """Mark the run failed and say where its last good checkpoint is."""
+    run = setup.run
+    where = (
+        f"The last good checkpoint, from epoch {load_checkpoint(run.last)['epoch']}, is "
+        f"{run.last}; resume with `--resume` and a lower learning rate."
+        if run.last.exists()
+        else "No checkpoint had been written yet; start again with a lower learning rate."
+    )
+    text = (
+        f"The training loss became {value} in epoch {state.epoch + 1} (update {state.step}): "
+        f"training diverged and was stopped. {where}"
+    )
+    save_run(run.folder, setup.manifest.updated(status="failed", message=text, updated_at=_now()))
+    return TrainingError(text)
+
+
+def _interrupted(run: _Run) -> str:
+    # Say only what is on disk: before the first validation there is no checkpoint.
+    if run.last.exists():
+        return f"Interrupted; `--resume` continues from {run.last}."
+    return (
+        "Interrupted before the first validation: no checkpoint was written. Run the "
+        "same command again without --resume to start over."
+    )
+
+
+def _save_stopped(setup: _Setup, state: TrainingState, text: str) -> None:
+    """Mark the run stopped, saying why, with the summary of its last validation kept (the
+    manifest in ``setup`` predates the summaries that validations saved)."""
+    save_run(
+        setup.run.folder,
+        setup.manifest.updated(
+            status="stopped", message=text, updated_at=_now(), summary=state.summary()
+        ),
+    )

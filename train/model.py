@@ -12,160 +12,33 @@ the first sample (zero recurrent state, zero input history).
 - ``wavenet``: the feed-forward WaveNet of Damskägg, Juvela & Välimäki (SMC-19) the paper
   compares against: a 1x1 input layer, dilated causal convolutions (kernel 3) with gated
   activations ``tanh(a) * sigmoid(b)`` and residual 1x1 convolutions, and a linear mixer of all
-  layers' skip outputs. Its three published sizes are in :data:`WAVENET_PRESETS`.
+  layers' skip outputs. Its three published sizes are in
+  :data:`ampcap.train.config.WAVENET_PRESETS`.
 - ``mlp``: a windowed feed-forward baseline: the last ``window`` audio samples and the knobs
   feed ``num_layers`` tanh layers of ``hidden_size`` units and one linear neuron.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 import torch
 from torch import nn
 
-from ampcap.errors import ModelFormatError, TrainingError
+# The configuration lives in a torch-free module (the command line shows its defaults without
+# loading torch); it is also reached from here, beside the models it builds.
+from ampcap.train.config import ModelConfig, make_config
 
-ARCHITECTURES = ("lstm", "gru", "wavenet", "mlp")
-
-# (channels, layers) -> dilations of Damskägg et al.'s three WaveNets: one stack 1..512 for ten
-# layers, two stacks 1..256 for eighteen. Their paper names them by these two numbers.
-WAVENET_PRESETS: dict[tuple[int, int], tuple[int, ...]] = {
-    (16, 10): tuple(2**i for i in range(10)),
-    (8, 18): tuple(2**i for i in range(9)) * 2,
-    (16, 18): tuple(2**i for i in range(9)) * 2,
-}
-DEFAULT_MLP_WINDOW = 128
-
-
-@dataclass(frozen=True)
-class ModelConfig:
-    """What :func:`build_model` needs to rebuild a model; stored in every checkpoint.
-
-    Attributes
-    ----------
-    arch : {"lstm", "gru", "wavenet", "mlp"}
-    input_size : int
-        1 (audio) + number of knobs.
-    hidden_size : int
-        Recurrent units (lstm/gru), channels (wavenet) or units per layer (mlp).
-    num_layers : int
-        Recurrent layers (lstm/gru), dilated layers (wavenet) or hidden layers (mlp).
-    skip : bool
-        Add the audio input to the output (``y += x[..., :1]``).
-    kernel_size : int
-        WaveNet only: taps of each dilated convolution.
-    dilations : tuple of int
-        WaveNet only: the dilation of each layer, ``num_layers`` entries.
-    window : int
-        MLP only: audio samples the model sees (the current one and ``window - 1`` before it).
-    """
-
-    arch: str
-    input_size: int
-    hidden_size: int = 32
-    num_layers: int = 1
-    skip: bool = False
-    kernel_size: int = 3
-    dilations: tuple[int, ...] = ()
-    window: int = 0
-
-    def __post_init__(self) -> None:
-        if self.arch not in ARCHITECTURES:
-            raise TrainingError(
-                f"Unknown model architecture {self.arch!r}; use one of {', '.join(ARCHITECTURES)}."
-            )
-        for name in ("input_size", "hidden_size", "num_layers"):
-            if int(getattr(self, name)) < 1:
-                raise TrainingError(f"{name} must be at least 1, not {getattr(self, name)}.")
-        if self.arch == "wavenet":
-            if len(self.dilations) != self.num_layers or any(d < 1 for d in self.dilations):
-                raise TrainingError(
-                    f"A WaveNet with {self.num_layers} layers needs {self.num_layers} positive "
-                    f"dilations, not {list(self.dilations)}."
-                )
-            if self.kernel_size < 2:
-                raise TrainingError(
-                    f"WaveNet kernel_size must be at least 2, not {self.kernel_size}."
-                )
-        if self.arch == "mlp" and self.window < 1:
-            raise TrainingError(f"An MLP needs a window of at least 1 sample, not {self.window}.")
-
-    @property
-    def recurrent(self) -> bool:
-        return self.arch in ("lstm", "gru")
-
-    @property
-    def receptive_field(self) -> int:
-        """Input samples each output sample depends on (0: unbounded, a recurrent model)."""
-        if self.arch == "wavenet":
-            return 1 + (self.kernel_size - 1) * sum(self.dilations)
-        if self.arch == "mlp":
-            return self.window
-        return 0
-
-    def to_dict(self) -> dict[str, Any]:
-        document = asdict(self)
-        document["dilations"] = list(self.dilations)
-        return document
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
-        """Rebuild from :meth:`to_dict`; unknown keys are refused by name."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ModelFormatError(
-                f"The model configuration has unknown key(s) {', '.join(unknown)}; it was written "
-                "by another version of ampcap."
-            )
-        values = dict(data)
-        values["dilations"] = tuple(int(d) for d in values.get("dilations", ()))
-        try:
-            return cls(**values)
-        except TypeError as exc:
-            raise ModelFormatError(f"The model configuration is incomplete ({exc}).") from exc
-
-
-def make_config(
-    arch: str,
-    input_size: int,
-    hidden_size: int | None = None,
-    num_layers: int | None = None,
-    skip: bool = False,
-    window: int | None = None,
-) -> ModelConfig:
-    """A :class:`ModelConfig` with each architecture's defaults filled in.
-
-    ``hidden_size``/``num_layers`` default to 32/1 (recurrent: the DAFx-19 recipe), 16/10
-    (wavenet: Damskägg et al.'s smallest) and 32/2 (mlp). A WaveNet takes its dilations from
-    :data:`WAVENET_PRESETS`; other sizes get stacks of 1..512 (ten layers a stack).
-    """
-    arch = arch.lower()
-    if arch == "wavenet":
-        hidden = 16 if hidden_size is None else hidden_size
-        layers = 10 if num_layers is None else num_layers
-        dilations = WAVENET_PRESETS.get(
-            (hidden, layers), tuple(2 ** (i % 10) for i in range(max(layers, 0)))
-        )
-        return ModelConfig(arch, input_size, hidden, layers, skip, dilations=dilations)
-    if arch == "mlp":
-        return ModelConfig(
-            arch,
-            input_size,
-            32 if hidden_size is None else hidden_size,
-            2 if num_layers is None else num_layers,
-            skip,
-            window=DEFAULT_MLP_WINDOW if window is None else window,
-        )
-    return ModelConfig(
-        arch,
-        input_size,
-        32 if hidden_size is None else hidden_size,
-        1 if num_layers is None else num_layers,
-        skip,
-    )
+__all__ = [
+    "ModelConfig",
+    "RecurrentModel",
+    "WaveNet",
+    "WindowedMLP",
+    "build_model",
+    "detach_state",
+    "make_config",
+    "parameter_count",
+]
 
 
 class RecurrentModel(nn.Module):

@@ -8,12 +8,34 @@ from typing import Any
 import click
 
 from ampcap.commands.options import Number, count, json_option, positive, seed_option
-from ampcap.errors import TrainingError
+from ampcap.train.config import ARCH_DEFAULTS, ARCHITECTURES, WAVENET_PRESETS, TrainConfig
 
-ARCHS = ("lstm", "gru", "wavenet", "mlp")
+_HIDDEN = {arch: hidden for arch, (hidden, _) in ARCH_DEFAULTS.items()}
+_LAYERS = {arch: layers for arch, (_, layers) in ARCH_DEFAULTS.items()}
+_WAVENET_LAYERS = " or ".join(str(n) for n in sorted({layers for _, layers in WAVENET_PRESETS}))
+_DEFAULTS = TrainConfig()
+
+_HELP = f"""Train a knob-conditioned model of the device on DATA (a folder `ampcap split` made).
+
+    The default is the DAFx-19 recipe (Wright, Damskägg & Välimäki): one LSTM layer of
+    {_HIDDEN["lstm"]} units and a linear output, knobs as extra inputs, half-second segments in
+    batches of {_DEFAULTS.batch_size}, {_DEFAULTS.warmup_samples} samples of warm-up, an update
+    every {_DEFAULTS.tbptt_samples} samples, ESR with pre-emphasis + DC, Adam. One change makes
+    it converge in minutes: the learning rate starts at {_DEFAULTS.learning_rate:g} and decays on
+    a cosine over the run (--lr 5e-4 --schedule constant is the paper's). The validation set
+    picks the best model (model.pt); checkpoints/last.pt is written at every validation, so
+    Ctrl-C loses at most two epochs and --resume continues. At the end the best model is
+    tested per knob setting, exported for players (exports/) and a report written.
+
+    \b
+    Examples:
+      ampcap train data/demo --out runs/demo --minutes 8
+      ampcap train data/demo --out runs/gru --arch gru --hidden 32 --epochs 100
+      ampcap train data/demo --out runs/demo --resume --epochs 300
+    """
 
 
-@click.command()
+@click.command(help=_HELP)
 @click.argument("data", type=click.Path(path_type=Path))
 @click.option(
     "--out",
@@ -25,7 +47,7 @@ ARCHS = ("lstm", "gru", "wavenet", "mlp")
 )
 @click.option(
     "--arch",
-    type=click.Choice(ARCHS),
+    type=click.Choice(ARCHITECTURES),
     default=None,
     help="Model: lstm (default), gru, wavenet (Damskägg et al.) or mlp (baseline).",
 )
@@ -33,13 +55,15 @@ ARCHS = ("lstm", "gru", "wavenet", "mlp")
     "--hidden",
     type=count(),
     default=None,
-    help="Hidden size: recurrent units (default 32), WaveNet channels (16), MLP width (32).",
+    help=f"Hidden size: recurrent units (default {_HIDDEN['lstm']}), WaveNet channels "
+    f"({_HIDDEN['wavenet']}), MLP width ({_HIDDEN['mlp']}).",
 )
 @click.option(
     "--layers",
     type=count(),
     default=None,
-    help="Recurrent layers (default 1), WaveNet layers (10 or 18), MLP hidden layers (2).",
+    help=f"Recurrent layers (default {_LAYERS['lstm']}), WaveNet layers ({_WAVENET_LAYERS}), MLP "
+    f"hidden layers ({_LAYERS['mlp']}).",
 )
 @click.option(
     "--skip/--no-skip",
@@ -50,7 +74,7 @@ ARCHS = ("lstm", "gru", "wavenet", "mlp")
     "--epochs",
     type=count(),
     default=None,
-    help="Epochs in all (default 200, or as many as fit in --minutes).",
+    help=f"Epochs in all (default {_DEFAULTS.epochs}, or as many as fit in --minutes).",
 )
 @click.option(
     "--minutes",
@@ -62,13 +86,15 @@ ARCHS = ("lstm", "gru", "wavenet", "mlp")
     "--patience",
     type=count(),
     default=None,
-    help="Stop when the validation loss has not improved for this many epochs (50).",
+    help="Stop when the validation loss has not improved for this many epochs "
+    f"({_DEFAULTS.patience_epochs}).",
 )
 @click.option(
     "--lr",
     type=positive(),
     default=None,
-    help="Adam's peak learning rate (default 1e-2; the paper: 5e-4 with --schedule constant).",
+    help=f"Adam's peak learning rate (default {_DEFAULTS.learning_rate:g}; the paper: 5e-4 with "
+    "--schedule constant).",
 )
 @click.option(
     "--schedule",
@@ -83,7 +109,7 @@ ARCHS = ("lstm", "gru", "wavenet", "mlp")
     metavar="0-1",
     help="How evenly knob settings of different loudness weigh in the loss and the "
     "validation: 0 pools the error over each batch as in DAFx-19, where a quiet setting hardly "
-    "counts; 1 weighs every setting alike; default 0.25.",
+    f"counts; 1 weighs every setting alike; default {_DEFAULTS.setting_balance:g}.",
 )
 @click.option(
     "--device",
@@ -96,7 +122,8 @@ ARCHS = ("lstm", "gru", "wavenet", "mlp")
     "--threads",
     type=count(1, 64),
     default=None,
-    help="CPU threads (default 1). A second thread gains up to a third on an idle machine but "
+    help=f"CPU threads (default {_DEFAULTS.threads}). A second thread gains up to a third on an "
+    "idle machine but "
     "slows training many times over when other programs share the cores.",
 )
 @click.option(
@@ -127,111 +154,45 @@ def train(
     seed: int,
     as_json: bool,
 ) -> None:
-    """Train a knob-conditioned model of the device on DATA (a folder `ampcap split` made).
-
-    The default is the DAFx-19 recipe (Wright, Damskägg & Välimäki): one LSTM layer of 32
-    units and a linear output, knobs as extra inputs, half-second segments in batches of 40,
-    1000 samples of warm-up, an update every 2048 samples, ESR with pre-emphasis + DC, Adam.
-    One change makes it converge in minutes: the learning rate starts at 1e-2 and decays on a
-    cosine over the run (--lr 5e-4 --schedule constant is the paper's). The validation set
-    picks the best model (model.pt); checkpoints/last.pt is written at every validation, so
-    Ctrl-C loses at most two epochs and --resume continues. At the end the best model is
-    tested per knob setting, exported for players (exports/) and a report written.
-
-    \b
-    Examples:
-      ampcap train data/demo --out runs/demo --minutes 8
-      ampcap train data/demo --out runs/gru --arch gru --hidden 32 --epochs 100
-      ampcap train data/demo --out runs/demo --resume --epochs 300
-    """
-    from ampcap.console import err, print_json
-    from ampcap.outputs import check_output_folder, folder_lock
-    from ampcap.schema.run import MANIFEST_NAME, load_run
-    from ampcap.train.data import load_training_data
-    from ampcap.train.loop import TrainConfig, resolve_device, train_run
-    from ampcap.train.model import ModelConfig, make_config
+    """``ampcap train``: the options, :func:`ampcap.training.train_model`, and what it made."""
+    from ampcap.console import err, print_json, warn
+    from ampcap.report_run import run_report_document, show_test_table
+    from ampcap.training import train_model
 
     seed_given = ctx.get_parameter_source("seed") is not click.core.ParameterSource.DEFAULT
-    check_output_folder(out, (data,), option="--out")
-    if resume:
-        run = load_run(out)
-        saved_model = ModelConfig.from_dict(run.model_config)
-        saved_train = TrainConfig.from_dict(run.train_config)
-    else:
-        _refuse_existing(out, MANIFEST_NAME)
-        saved_model = None
-        # With a time budget the epochs are whatever fits in it.
-        saved_train = TrainConfig(epochs=200 if minutes is None else 100_000)
-    # Held to the end; taken before the dataset loads, so an unwritable --out fails at once.
-    ctx.with_resource(folder_lock(out, "train"))
-    dataset = load_training_data(data)
-    if saved_model is not None:
-        model_config = _override_model(saved_model, arch, hidden, layers, skip)
-    else:
-        model_config = make_config(arch or "lstm", dataset.input_size, hidden, layers, bool(skip))
-    if model_config.input_size != dataset.input_size:
-        raise TrainingError(
-            f"{data} has {dataset.input_size - 1} knob(s) but the run's model takes "
-            f"{model_config.input_size - 1}; resume with the run's own dataset."
+    with _ProgressView() as view:
+        result = train_model(
+            data,
+            out,
+            arch=arch,
+            hidden=hidden,
+            layers=layers,
+            skip=skip,
+            epochs=epochs,
+            minutes=minutes,
+            patience=patience,
+            lr=lr,
+            schedule=schedule,
+            setting_balance=setting_balance,
+            device=device,
+            threads=threads,
+            resume=resume,
+            seed=seed if seed_given else None,
+            on_start=view.start,
+            on_progress=view.update,
+            on_trained=view.finish,
+            warn=warn,
         )
-    config = TrainConfig.from_dict(
-        {
-            **saved_train.to_dict(),
-            **_given(
-                epochs=epochs,
-                patience_epochs=patience,
-                learning_rate=lr,
-                schedule=schedule,
-                setting_balance=setting_balance,
-                threads=threads,
-            ),
-            # The time budget is this invocation's; a resumed run does not inherit it.
-            "minutes": minutes,
-            "device": resolve_device(device),
-            "seed": seed if (seed_given or not resume) else saved_train.seed,
-        }
-    )
-    train_seconds = dataset.splits["train"].target.size / dataset.sample_rate_hz
-    err.print(
-        f"Training {_describe(model_config)} on {data} ({train_seconds:.0f} s of training "
-        f"audio at {dataset.sample_rate_hz} Hz) on {config.device}"
-        f"{' (resumed)' if resume else ''} into {out}",
-        soft_wrap=True,
-    )
-    with _ProgressView(config) as view:
-        outcome = train_run(
-            dataset, out, model_config, config, resume=resume, on_progress=view.update
-        )
-    err.print(outcome.message)
-
-    exports = _write_exports(out)
-    from ampcap.report_run import run_report_document, show_test_table, write_run_report
-
-    report = write_run_report(out)
     if as_json:
         document = run_report_document(out)
-        document["exports"] = [str(p) for p in exports]
-        document["report"] = str(report)
+        document["exports"] = [str(p) for p in result.exports]
+        document["report"] = str(result.report)
         print_json(document)
     else:
         show_test_table(out)
-        for path in exports:
+        for path in result.exports:
             err.print(f"export: {path}")
-        err.print(f"report: {report}")
-
-
-def _given(**values: Any) -> dict[str, Any]:
-    return {k: v for k, v in values.items() if v is not None}
-
-
-def _override_model(
-    saved: Any, arch: str | None, hidden: int | None, layers: int | None, skip: bool | None
-) -> Any:
-    """The run's model config with the options the user gave on top (checked by the loop)."""
-    from dataclasses import replace
-
-    changes = _given(arch=arch, hidden_size=hidden, num_layers=layers, skip=skip)
-    return replace(saved, **changes) if changes else saved
+        err.print(f"report: {result.report}")
 
 
 def _describe(config: Any) -> str:
@@ -242,62 +203,19 @@ def _describe(config: Any) -> str:
     return detail + (" + skip" if config.skip else "")
 
 
-def _refuse_existing(out: Path, manifest_name: str) -> None:
-    """A new run never writes into a folder that holds another run or other files.
-
-    A run stopped before its first validation has no checkpoint and nothing to lose: a plain
-    start begins it again in the same folder.
-    """
-    from ampcap.outputs import holds_files
-    from ampcap.schema.run import BEST_MODEL, LAST_CHECKPOINT
-
-    if (out / manifest_name).exists():
-        if not (out / LAST_CHECKPOINT).exists() and not (out / BEST_MODEL).exists():
-            from ampcap.console import info
-
-            info(f"{out} holds a run stopped before its first checkpoint: starting it over.")
-            return
-        raise TrainingError(
-            f"{out} already holds a training run. Continue it with --resume, or give another "
-            "--out folder (or delete this one) to start afresh."
-        )
-    if out.exists() and (not out.is_dir() or holds_files(out)):
-        raise TrainingError(
-            f"{out} exists and is not an empty folder; ampcap will not write a run into it. "
-            "Give a new --out folder."
-        )
-
-
-def _write_exports(out: Path) -> list[Path]:
-    """Model files for players, written by ``ampcap.train.export`` where this install has it."""
-    import importlib
-
-    from ampcap.console import warn
-    from ampcap.errors import AmpcapError
-
-    try:
-        export = importlib.import_module("ampcap.train.export")
-    except ModuleNotFoundError as exc:
-        if exc.name != "ampcap.train.export":
-            raise
-        warn("this ampcap has no model exporter; no exports were written.")
-        return []
-    try:
-        return list(export.write_exports(out, warn=warn))
-    except AmpcapError as exc:
-        warn(f"exports were not written: {exc}")
-        return []
-
-
 class _ProgressView:
-    """A rich progress line on stderr: epoch, loss, validation ESR, learning rate, time left."""
+    """A rich progress line on stderr: epoch, loss, validation ESR, learning rate, time left.
 
-    def __init__(self, config: Any) -> None:
+    It says what is about to train when training starts, and closes its line and says how
+    training ended before the exports are written; leaving the ``with`` block closes it too.
+    """
+
+    def __init__(self) -> None:
         from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
         from ampcap.console import err
 
-        self.config = config
+        self.config: Any = None
         self.progress = Progress(
             TextColumn("{task.description}", style="bold", markup=False),
             BarColumn(),
@@ -307,14 +225,35 @@ class _ProgressView:
             transient=False,
         )
         self.task = None
+        self.live = False
 
     def __enter__(self) -> _ProgressView:
-        self.progress.__enter__()
-        self.task = self.progress.add_task("starting", total=1.0, stats="")
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.progress.__exit__(*exc)
+        if self.live:
+            self.live = False
+            self.progress.__exit__(*exc)
+
+    def start(self, plan: Any) -> None:
+        from ampcap.console import err, info
+
+        if plan.restarted:
+            info(f"{plan.out} holds a run stopped before its first checkpoint: starting it over.")
+        err.print(
+            f"Training {_describe(plan.model_config)} on {plan.data} "
+            f"({plan.train_audio_seconds:.0f} s of training audio at {plan.sample_rate_hz} Hz) "
+            f"on {plan.config.device}{' (resumed)' if plan.resume else ''} into {plan.out}",
+            soft_wrap=True,
+        )
+        self.config = plan.config
+        self.progress.__enter__()
+        self.live = True
+        self.task = self.progress.add_task("starting", total=1.0, stats="")
+
+    def finish(self, outcome: Any) -> None:
+        self.__exit__(None, None, None)
+        self.progress.console.print(outcome.message)
 
     def update(self, event: Any) -> None:
         parts = [f"loss {event.train_loss:.4f}"]
