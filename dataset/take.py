@@ -164,10 +164,14 @@ def _correlation_at(
 
 
 @dataclass(frozen=True)
-class _Loopback:
-    """Which recorded channel is the loopback, and how it matched the program."""
+class LoopbackMatch:
+    """Which recorded channel is the loopback, and how it matched the program.
 
-    status: str  # "ok", "silent" or "unrelated"
+    ``status`` is "ok", "silent" or "unrelated"; ``track`` the loopback's latency and drift
+    (None when it is silent); ``swapped`` says the two inputs were recorded the other way round.
+    """
+
+    status: str
     track: LatencyTrack | None
     loopback_col: int
     device_col: int
@@ -180,15 +184,15 @@ def _find_loopback(
     peaks: list[float],
     windows: list[tuple[int, int]],
     reach: int,
-) -> _Loopback:
+) -> LoopbackMatch:
     """Match the loopback channel to the program at the markers; detect swapped inputs."""
     if peaks[0] < SILENT_DBFS:
-        return _Loopback("silent", None, 0, 1, False)
+        return LoopbackMatch("silent", None, 0, 1, False)
     track = _track_or_none(program, columns[0], windows, reach)
     if track is None or not track.trusted:
-        return _Loopback("unrelated", track, 0, 1, False)
+        return LoopbackMatch("unrelated", track, 0, 1, False)
     if track.correlation >= LOOPBACK_MIN_CORRELATION:
-        return _Loopback("ok", track, 0, 1, False)
+        return LoopbackMatch("ok", track, 0, 1, False)
     # Either a processed signal reached the loopback input or the inputs are swapped.
     other = _track_or_none(program, columns[1], windows, reach)
     if (
@@ -196,8 +200,8 @@ def _find_loopback(
         and other.trusted
         and other.correlation > max(0.98, track.correlation + 0.05)
     ):
-        return _Loopback("ok", other, 1, 0, True)
-    return _Loopback("unrelated", track, 0, 1, False)
+        return LoopbackMatch("ok", other, 1, 0, True)
+    return LoopbackMatch("unrelated", track, 0, 1, False)
 
 
 _LOOPBACK_MESSAGES = {
@@ -483,7 +487,7 @@ def measure_take(
     program: np.ndarray,
     columns: list[np.ndarray],
     layout: Program,
-    found: _Loopback,
+    found: LoopbackMatch,
     device: DeviceReading,
 ) -> TakeMeasurement:
     """Put the loopback and device readings on one axis, settle the polarity, read levels."""
@@ -762,7 +766,7 @@ def _level_messages(
 
 def _take_levels(
     columns: list[np.ndarray],
-    found: _Loopback,
+    found: LoopbackMatch,
     layout: Program,
     loopback_latency: float,
     total_latency: float,
