@@ -668,8 +668,8 @@ def analyse_take(
     -------
     TakeAnalysis
         Verdict ``ok``/``warning``/``failed``, plain-language messages that say what to do, the
-        estimates, and the read plan for :func:`render_aligned`. The repeatability check needs
-        the aligned target and is added by :func:`with_repeatability`.
+        estimates, and the read plan for :func:`.render.render_aligned`. The repeatability
+        check needs the aligned target and is added by :func:`with_repeatability`.
 
     Notes
     -----
@@ -713,7 +713,7 @@ def with_repeatability(
 ) -> TakeAnalysis:
     """Add the repeatability check: the aligned target over the two reference segments.
 
-    The segments come out of :func:`render_aligned` (``keep``), so the device's output is
+    The segments come out of :func:`.render.render_aligned` (``keep``), so the device's output is
     resampled once for the pair and the check alike.
     """
     repeatability = repeatability_esr(first, second)
