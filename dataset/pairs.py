@@ -57,7 +57,8 @@ class FileAlignment:
     drift_ppm : float
         Clock drift of the recording against the input (see :mod:`.delay`).
     drift_corrected : bool
-        Whether the drift was above :data:`.render.DRIFT_THRESHOLD_SAMPLES` over the file and undone.
+        Whether the drift was above :data:`.render.DRIFT_THRESHOLD_SAMPLES` over the file and
+        undone.
     polarity : int
         +1, or -1 when the device output is inverted (undone in the aligned pair).
     coherence : float
