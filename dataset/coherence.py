@@ -605,12 +605,54 @@ def track_coherent(
     y = _as_float32(recorded, "recording")
     rate = int(sample_rate_hz)
     max_slope = MAX_DRIFT_PPM * 1e-6 if drift else 0.0
-
-    # 1. Coarse: windows of the decimated signals, and the line most of them agree on.
     q = max(1, int(round(rate / COARSE_RATE_HZ)))
-    xd, yd = _decimate(x, q), _decimate(y, q)
-    low = int(math.floor(min_latency_samples / q))
-    high = int(math.ceil(max_latency_samples / q))
+    xd = _decimate(x, q)
+    lines, coarse_windows = _coarse_lines(
+        xd, y, q, rate, (min_latency_samples, max_latency_samples), max_slope
+    )
+    segment = 1 << int(round(math.log2(SEGMENT_SECONDS * rate)))
+    reach = (COARSE_TOLERANCE + 2) * q
+    line, agreeing, segments = _most_coherent(x, y, xd, lines, q, segment, reach, rate)
+    fit = _FineFit.along(segments, segment, rate, drift, reach)
+    line = fit.placed(line)
+    for iteration in range(max_iterations):
+        new, whole, delay = fit.refined(line, first=iteration == 0)
+        converged = (
+            abs(new.intercept - line.intercept) < 0.01 and abs(new.slope - line.slope) * 1e6 < 0.05
+        )
+        line = new
+        if converged:
+            break
+    return CoherentTrack(
+        latency_samples=line.intercept,
+        drift_ppm=line.slope * 1e6,
+        polarity=whole.polarity(segment, delay, POLARITY_REACH_SECONDS * rate),
+        coherence=whole.coherence,
+        coherence_floor=1.0 / len(segments.starts),
+        segments=len(segments.starts),
+        windows=len(fit.groups),
+        agreeing_windows=agreeing,
+        coarse_windows=coarse_windows,
+    )
+
+
+def _coarse_lines(
+    xd: np.ndarray,
+    y: np.ndarray,
+    q: int,
+    rate: int,
+    latency_range: tuple[int, int],
+    max_slope: float,
+) -> tuple[list[tuple[_Line, int, float]], int]:
+    """Stage 1, coarse: windows of the decimated signals, and the lines most of them agree on.
+
+    ``xd`` is the reference decimated by ``q``; ``latency_range`` is (min, max) in recorder
+    samples. Returns the lines (decimated samples) as :func:`_consensus` ranks them, and how
+    many windows were searched.
+    """
+    yd = _decimate(y, q)
+    low = int(math.floor(latency_range[0] / q))
+    high = int(math.ceil(latency_range[1] / q))
     length = int(min(COARSE_WINDOW_SECONDS * rate / q, len(xd)))
     # Only where the recording can hold the reference: past its end there is nothing to find.
     starts = _energetic_windows(xd, length, COARSE_WINDOWS, len(yd) - low)
@@ -620,12 +662,25 @@ def track_coherent(
         raise AlignmentError(
             "The recording has no sound where the input plays, within the latency range searched."
         )
-    lines = _consensus(candidates, COARSE_TOLERANCE, max_slope)
+    return _consensus(candidates, COARSE_TOLERANCE, max_slope), len(starts)
 
-    # 2. Welch segments along a line: its coherence. Of the lines most windows agree on, the
-    # one along which the recording is most coherent with the reference.
-    segment = 1 << int(round(math.log2(SEGMENT_SECONDS * rate)))
-    reach = (COARSE_TOLERANCE + 2) * q
+
+def _most_coherent(
+    x: np.ndarray,
+    y: np.ndarray,
+    xd: np.ndarray,
+    lines: list[tuple[_Line, int, float]],
+    q: int,
+    segment: int,
+    reach: int,
+    rate: int,
+) -> tuple[_Line, int, _Segments]:
+    """Stage 2: of the lines most windows agree on, the one along which the recording is most
+    coherent with the reference (Welch segments along each line).
+
+    Returns the line (full-rate samples), how many coarse windows agreed on it, and its
+    segments.
+    """
     best: tuple[float, _Line, int, _Segments] | None = None
     for coarse, agreeing, score in lines:
         if score < 0.5 * lines[0][2]:
@@ -651,56 +706,83 @@ def track_coherent(
             f"({segment} samples each): too little to align."
         )
     _, line, agreeing, segments = best
-    count = len(segments.starts)
+    return line, agreeing, segments
 
-    # 3. The ML-weighted fine fit along it.
-    frequencies_hz = segments.cycles * rate
-    groups = np.array_split(np.arange(count), min(FINE_WINDOWS if drift else 1, count))
-    centres = np.array([float(np.mean(segments.starts[g])) + segment / 2 for g in groups])
-    sizes = np.array([len(g) for g in groups], dtype=np.float64)
 
-    def spectra(members: np.ndarray, cross_each: np.ndarray, power_y: np.ndarray) -> _Spectra:
+@dataclass(frozen=True)
+class _FineFit:
+    """Stage 3: the ML-weighted fine fit along a line, over groups of segments (windows).
+
+    ``groups`` are the segment indices of each window, ``centres`` their centres (recorder
+    samples) and ``sizes`` their segment counts; one window when the drift is not measured.
+    """
+
+    segments: _Segments
+    segment: int
+    frequencies_hz: np.ndarray
+    groups: list[np.ndarray]
+    centres: np.ndarray
+    sizes: np.ndarray
+    drift: bool
+    reach: int
+
+    @classmethod
+    def along(
+        cls, segments: _Segments, segment: int, rate: int, drift: bool, reach: int
+    ) -> _FineFit:
+        count = len(segments.starts)
+        groups = np.array_split(np.arange(count), min(FINE_WINDOWS if drift else 1, count))
+        centres = np.array([float(np.mean(segments.starts[g])) + segment / 2 for g in groups])
+        sizes = np.array([len(g) for g in groups], dtype=np.float64)
+        return cls(segments, segment, segments.cycles * rate, groups, centres, sizes, drift, reach)
+
+    def spectra(self, members: np.ndarray, cross_each: np.ndarray, power_y: np.ndarray) -> _Spectra:
         return _Spectra.of(
-            segments.power_x(members),
+            self.segments.power_x(members),
             power_y[members].mean(axis=0),
             cross_each[members].mean(axis=0),
-            frequencies_hz,
+            self.frequencies_hz,
         )
 
-    # The coarse line can be a dozen samples and as many ppm off, which would smear spectra
-    # averaged over the whole file: first each window is placed on its own (the envelope of
-    # its ML-weighted correlation, with its own coherence).
-    cross_each, power_y = segments.cross(line)
-    delays = []
-    for group, centre in zip(groups, centres, strict=True):
-        own = spectra(group, cross_each, power_y)
-        delays.append(float(line.at(centre)) + own.envelope_centre(segment, 0.0, reach))
-    line = _robust_line(centres, np.array(delays), sizes, drift)
+    def placed(self, line: _Line) -> _Line:
+        """The line through each window placed on its own.
 
-    whole = spectra(np.arange(count), cross_each, power_y)
-    for iteration in range(max_iterations):
-        cross_each, power_y = segments.cross(line)
-        whole = spectra(np.arange(count), cross_each, power_y)
+        The coarse line can be a dozen samples and as many ppm off, which would smear spectra
+        averaged over the whole file: first each window is placed on its own (the envelope of
+        its ML-weighted correlation, with its own coherence).
+        """
+        cross_each, power_y = self.segments.cross(line)
+        delays = []
+        for group, centre in zip(self.groups, self.centres, strict=True):
+            own = self.spectra(group, cross_each, power_y)
+            delays.append(
+                float(line.at(centre)) + own.envelope_centre(self.segment, 0.0, self.reach)
+            )
+        return _robust_line(self.centres, np.array(delays), self.sizes, self.drift)
+
+    def refined(self, line: _Line, first: bool) -> tuple[_Line, _Spectra, float]:
+        """One fine pass: the new line, the spectra of all segments along ``line``, the delay."""
+        cross_each, power_y = self.segments.cross(line)
+        whole = self.spectra(np.arange(len(self.segments.starts)), cross_each, power_y)
         # The delay: the centre of the envelope of the ML-weighted correlation of all segments.
         # Its carrier has lobes a few samples apart, and through a resonant or dispersive
         # device two can stand almost equally high, so that noise would pick one; the
         # envelope has one smooth hump.
-        delay = whole.envelope_centre(segment, 0.0, 3.0)
+        delay = whole.envelope_centre(self.segment, 0.0, 3.0)
         # Each window's delay against a reference's: the device's own phase cancels in the
         # difference, which leaves a clean correlation with one main lobe to read the drift.
         # The reference is all segments' average once the line is close; before that, a
         # line a few ppm off smears that average, and the window read most precisely serves.
         # Each window weighs by the precision of a delay read from phases (the Cramér-Rao
         # bound: Σ f²·SNR(f), with SNR = segments·γ²/(1 - γ²) from its own coherence).
-        means = [cross_each[group][:, whole.bins].mean(axis=0) for group in groups]
+        means = [cross_each[group][:, whole.bins].mean(axis=0) for group in self.groups]
         precision = []
-        for group in groups:
-            own = spectra(group, cross_each, power_y)
+        for group in self.groups:
+            own = self.spectra(group, cross_each, power_y)
             precision.append(len(group) * float(np.dot(own.snr, own.bins.astype(np.float64) ** 2)))
         sizes = np.maximum(np.array(precision), 1e-30)
-        if iteration == 0:
-            reference = _unit(means[int(np.argmax(sizes))])
-            search = reach
+        if first:
+            reference, search = _unit(means[int(np.argmax(sizes))]), self.reach
         else:
             reference, search = whole.phase, 3.0
         offsets = np.array(
@@ -709,34 +791,17 @@ def track_coherent(
                     _unit(mean) * np.conj(reference),
                     whole.psi,
                     whole.bins,
-                    segment,
+                    self.segment,
                     search,
                     envelope=False,
                 )
                 for mean in means
             ]
         )
-        if iteration == 0:
+        if first:
             offsets -= float(np.average(offsets, weights=sizes))
-        delays = np.array([float(line.at(c)) for c in centres]) + delay + offsets
-        new = _robust_line(centres, delays, sizes, drift)
-        converged = (
-            abs(new.intercept - line.intercept) < 0.01 and abs(new.slope - line.slope) * 1e6 < 0.05
-        )
-        line = new
-        if converged:
-            break
-    return CoherentTrack(
-        latency_samples=line.intercept,
-        drift_ppm=line.slope * 1e6,
-        polarity=whole.polarity(segment, delay, POLARITY_REACH_SECONDS * rate),
-        coherence=whole.coherence,
-        coherence_floor=1.0 / count,
-        segments=count,
-        windows=len(groups),
-        agreeing_windows=agreeing,
-        coarse_windows=len(starts),
-    )
+        delays = np.array([float(line.at(c)) for c in self.centres]) + delay + offsets
+        return _robust_line(self.centres, delays, sizes, self.drift), whole, delay
 
 
 def _as_float32(x: np.ndarray, name: str) -> np.ndarray:

@@ -36,6 +36,7 @@ import numpy as np
 from scipy import fft as sfft
 
 from ampcap.errors import AlignmentError
+from ampcap.levels import amplitude, dbfs, ratio_db
 
 from .resample import KERNEL_TAPS, interpolate_at
 
@@ -298,15 +299,7 @@ def estimate_delay(
     """
     reference = _as_signal(reference, "reference")
     recorded = _as_signal(recorded, "recording")
-    low = -(len(reference) - 1) if min_latency_samples is None else int(min_latency_samples)
-    high = len(recorded) - 1 if max_latency_samples is None else int(max_latency_samples)
-    low = max(low, -(len(reference) - 1))
-    high = min(high, len(recorded) - 1)
-    if high < low:
-        raise AlignmentError(
-            f"The latency search range {min_latency_samples}..{max_latency_samples} samples "
-            f"does not overlap the signals ({len(reference)} and {len(recorded)} samples)."
-        )
+    low, high = _search_range(reference, recorded, min_latency_samples, max_latency_samples)
     reference_energy = float(np.einsum("i,i->", reference, reference))
     recorded_energy = float(np.einsum("i,i->", recorded, recorded))
     if reference_energy <= 1e-20:
@@ -322,34 +315,69 @@ def estimate_delay(
     polarity = 1 if values[best] >= 0 else -1
     latency = correlation.refine(peak_lag, polarity) if len(lags) > 2 else float(peak_lag)
     peak_value = abs(float(correlation.value(np.array([latency]), peak_lag, plain=True)[0]))
+    confidence_db = _peak_to_sidelobe_db(correlation, lags, peak_lag, exclusion_samples)
+    gain = peak_value / reference_energy
+    return DelayEstimate(
+        latency_samples=latency,
+        polarity=polarity,
+        confidence_db=min(confidence_db, 120.0),
+        correlation=_normalised_peak(
+            peak_value, reference_energy, recorded, peak_lag, len(reference)
+        ),
+        gain_db=dbfs(max(gain, 1e-12)),
+        search_min_samples=low,
+        search_max_samples=high,
+    )
 
+
+def _search_range(
+    reference: np.ndarray,
+    recorded: np.ndarray,
+    min_latency_samples: int | None,
+    max_latency_samples: int | None,
+) -> tuple[int, int]:
+    """The lags searched, inclusive: the range asked for, cut to where the signals overlap."""
+    low = -(len(reference) - 1) if min_latency_samples is None else int(min_latency_samples)
+    high = len(recorded) - 1 if max_latency_samples is None else int(max_latency_samples)
+    low = max(low, -(len(reference) - 1))
+    high = min(high, len(recorded) - 1)
+    if high < low:
+        raise AlignmentError(
+            f"The latency search range {min_latency_samples}..{max_latency_samples} samples "
+            f"does not overlap the signals ({len(reference)} and {len(recorded)} samples)."
+        )
+    return low, high
+
+
+def _peak_to_sidelobe_db(
+    correlation: _BandLimitedCorrelation, lags: np.ndarray, peak_lag: int, exclusion_samples: int
+) -> float:
+    """The whitened correlation's peak over its largest sidelobe, in dB (120 when none)."""
     whitened = np.abs(correlation.whitened[np.mod(lags, correlation.n)])
     near = np.abs(lags - peak_lag) <= 1
     outside = np.abs(lags - peak_lag) > exclusion_samples
     sidelobe = float(np.max(whitened[outside])) if outside.any() else 0.0
     main = float(np.max(whitened[near]))
-    confidence_db = 20 * math.log10(main / sidelobe) if sidelobe > 0 and main > 0 else 120.0
+    return ratio_db(main, sidelobe) if sidelobe > 0 and main > 0 else 120.0
 
-    # Energy of the recording where the reference lands at this lag, for the normalised peak.
+
+def _normalised_peak(
+    peak_value: float,
+    reference_energy: float,
+    recorded: np.ndarray,
+    peak_lag: int,
+    reference_frames: int,
+) -> float:
+    """The peak over the energies of the reference and of the recording where it lands (<= 1)."""
     start = max(peak_lag, 0)
-    stop = min(peak_lag + len(reference), len(recorded))
+    stop = min(peak_lag + reference_frames, len(recorded))
     overlap_energy = (
         float(np.einsum("i,i->", recorded[start:stop], recorded[start:stop]))
         if stop > start
         else 0.0
     )
     denominator = math.sqrt(reference_energy * max(overlap_energy, 1e-30))
-    normalised = min(peak_value / denominator, 1.0)
-    gain = peak_value / reference_energy
-    return DelayEstimate(
-        latency_samples=latency,
-        polarity=polarity,
-        confidence_db=min(confidence_db, 120.0),
-        correlation=normalised,
-        gain_db=20 * math.log10(max(gain, 1e-12)),
-        search_min_samples=low,
-        search_max_samples=high,
-    )
+    return min(peak_value / denominator, 1.0)
 
 
 def correlation_curve(
@@ -515,6 +543,145 @@ def track_latency(
     """
     # Only the windows are converted and checked (estimate_delay does it): a take is long.
     reference, recorded = np.asarray(reference), np.asarray(recorded)
+    _check_windows(reference, recorded, windows)
+    search = _WindowSearch(reference, recorded, tuple(windows), exclusion_samples, weighting)
+    intercept, slope, estimates = search.first_line(
+        min_latency_samples, max_latency_samples, initial
+    )
+    iterations = 0
+    for iteration in range(1, max_iterations + 1):
+        iterations = iteration
+        new_intercept, new_slope, refined = search.refine(intercept, slope, estimates)
+        # Far below the targets (0.5 ppm, 0.02 samples), above the estimates' jitter.
+        converged = abs(new_slope - slope) * 1e6 < 0.01 and abs(new_intercept - intercept) < 0.002
+        intercept, slope, estimates = new_intercept, new_slope, refined
+        if converged:
+            break
+    return _latency_track(intercept, slope, estimates, search.centres, iterations)
+
+
+@dataclass(frozen=True)
+class _WindowSearch:
+    """Windows of a reference found in a recording, along a line ``intercept + slope·m``."""
+
+    reference: np.ndarray
+    recorded: np.ndarray
+    windows: tuple[tuple[int, int], ...]
+    exclusion_samples: int
+    weighting: str
+
+    @property
+    def centres(self) -> list[float]:
+        """Latency measured at a window applies at its centre (the correlation is symmetric)."""
+        return [start + length / 2 for start, length in self.windows]
+
+    def first_line(
+        self,
+        min_latency_samples: int,
+        max_latency_samples: int,
+        initial: tuple[float, float] | None,
+    ) -> tuple[float, float, list[DelayEstimate]]:
+        """The first line (intercept, slope per sample) and the window estimates behind it.
+
+        Without ``initial`` each window is searched over the latency range; with it the
+        windows are only placed on the line it gives, for the refinement to measure.
+        """
+        centres = self.centres
+        if initial is not None:
+            intercept, slope = initial[0], initial[1] * 1e-6
+            placed = [
+                DelayEstimate(
+                    intercept + slope * c,
+                    1,
+                    0.0,
+                    0.0,
+                    0.0,
+                    min_latency_samples,
+                    max_latency_samples,
+                )
+                for c in centres
+            ]
+            return intercept, slope, placed
+        estimates = [
+            estimate_window(
+                self.reference,
+                self.recorded,
+                start,
+                length,
+                min_latency_samples,
+                max_latency_samples,
+                self.exclusion_samples,
+                self.weighting,
+            )
+            for start, length in self.windows
+        ]
+        intercept, slope = _fit([e.latency_samples for e in estimates], centres)
+        return intercept, slope, estimates
+
+    def refine(
+        self, intercept: float, slope: float, estimates: Sequence[DelayEstimate]
+    ) -> tuple[float, float, list[DelayEstimate]]:
+        """Every window measured again through the line, and the line fitted to them again.
+
+        Even one window is refined: the first search reads the reference window against a
+        longer stretch of the recording, which the refinement's symmetric reading does not.
+        """
+        centres = self.centres
+        refined = [
+            self._refined_window(window, centre, previous, intercept, slope)
+            for window, centre, previous in zip(self.windows, centres, estimates, strict=True)
+        ]
+        if len(self.windows) > 1:
+            new_intercept, new_slope = _fit([e.latency_samples for e in refined], centres)
+        else:  # one window: it places the line, the drift stays the one given
+            new_slope = slope
+            new_intercept = refined[0].latency_samples - slope * centres[0]
+        return new_intercept, new_slope, refined
+
+    def _refined_window(
+        self,
+        window: tuple[int, int],
+        centre: float,
+        previous: DelayEstimate,
+        intercept: float,
+        slope: float,
+    ) -> DelayEstimate:
+        """One window measured again through the line ``latency = intercept + slope·m``.
+
+        The recording is read through the line over exactly the window: at the right line the
+        two are the same signal, whose correlation is symmetric about lag 0. Against a longer
+        stretch of the recording, the correlation's slope at lag 0 is the difference of the
+        signal's energy at the window's two edges, which pulls a low-pitched window (a bass
+        note rings across the edge) a tenth of a sample or more.
+        """
+        start, length = window
+        # The residual search spans ±guard: wide enough for a peak-to-sidelobe ratio that means
+        # something, and for a first estimate smeared by drift to be pulled in.
+        guard = max(2 * self.exclusion_samples + 8, REFINE_GUARD_SAMPLES)
+        positions = intercept + (1.0 + slope) * np.arange(start, start + length, dtype=np.float64)
+        residual = estimate_delay(
+            self.reference[start : start + length],
+            interpolate_at(self.recorded, positions),
+            min_latency_samples=-guard,
+            max_latency_samples=guard,
+            exclusion_samples=self.exclusion_samples,
+            weighting=self.weighting,
+        )
+        # A residual shift r on the reference axis is r·(1 + drift) recorder samples.
+        # Confidence, correlation and gain are measured again here: in the first search a
+        # drift of a few hundred ppm smears the peak over many samples.
+        shift = residual.latency_samples * (1.0 + slope)
+        return replace(
+            residual,
+            latency_samples=intercept + slope * centre + shift,
+            search_min_samples=previous.search_min_samples,
+            search_max_samples=previous.search_max_samples,
+        )
+
+
+def _check_windows(
+    reference: np.ndarray, recorded: np.ndarray, windows: Sequence[tuple[int, int]]
+) -> None:
     if reference.ndim != 1 or recorded.ndim != 1:
         raise AlignmentError(
             f"The reference and the recording must be one channel each, shape (frames,); got "
@@ -528,81 +695,17 @@ def track_latency(
                 f"The window [{start}, {start + length}) lies outside the reference "
                 f"({len(reference)} samples)."
             )
-    centres = [start + length / 2 for start, length in windows]
-    if initial is None:
-        estimates = [
-            estimate_window(
-                reference,
-                recorded,
-                start,
-                length,
-                min_latency_samples,
-                max_latency_samples,
-                exclusion_samples,
-                weighting,
-            )
-            for start, length in windows
-        ]
-        # Latency measured at a window applies at its centre (the correlation is symmetric).
-        intercept, slope = _fit([e.latency_samples for e in estimates], centres)
-    else:
-        intercept, slope = initial[0], initial[1] * 1e-6
-        estimates = [
-            DelayEstimate(
-                intercept + slope * c, 1, 0.0, 0.0, 0.0, min_latency_samples, max_latency_samples
-            )
-            for c in centres
-        ]
-    iterations = 0
-    # Even one window is refined: the first search reads the reference window against a longer
-    # stretch of the recording, which the refinement's symmetric reading does not.
-    # The residual search spans ±guard: wide enough for a peak-to-sidelobe ratio that means
-    # something, and for a first estimate smeared by drift to be pulled in.
-    guard = max(2 * exclusion_samples + 8, REFINE_GUARD_SAMPLES)
-    for iteration in range(1, max_iterations + 1):
-        iterations = iteration
-        refined = []
-        for (start, length), centre, initial in zip(windows, centres, estimates, strict=True):
-            # The recording is read through the model over exactly the window: at the right
-            # model the two are the same signal, whose correlation is symmetric about lag 0.
-            # Against a longer stretch of the recording, the correlation's slope at lag 0 is
-            # the difference of the signal's energy at the window's two edges, which pulls a
-            # low-pitched window (a bass note rings across the edge) a tenth of a sample or more.
-            positions = intercept + (1.0 + slope) * np.arange(
-                start, start + length, dtype=np.float64
-            )
-            warped = interpolate_at(recorded, positions)
-            residual = estimate_delay(
-                reference[start : start + length],
-                warped,
-                min_latency_samples=-guard,
-                max_latency_samples=guard,
-                exclusion_samples=exclusion_samples,
-                weighting=weighting,
-            )
-            # A residual shift r on the reference axis is r·(1 + drift) recorder samples.
-            # Confidence, correlation and gain are measured again here: in the first
-            # search a drift of a few hundred ppm smears the peak over many samples.
-            shift = residual.latency_samples * (1.0 + slope)
-            refined.append(
-                replace(
-                    residual,
-                    latency_samples=intercept + slope * centre + shift,
-                    search_min_samples=initial.search_min_samples,
-                    search_max_samples=initial.search_max_samples,
-                )
-            )
-        if len(windows) > 1:
-            new_intercept, new_slope = _fit([e.latency_samples for e in refined], centres)
-        else:  # one window: it places the line, the drift stays the one given
-            new_slope = slope
-            new_intercept = refined[0].latency_samples - slope * centres[0]
-        # Far below the targets (0.5 ppm, 0.02 samples), above the estimates' jitter.
-        converged = abs(new_slope - slope) * 1e6 < 0.01 and abs(new_intercept - intercept) < 0.002
-        intercept, slope, estimates = new_intercept, new_slope, refined
-        if converged:
-            break
-    signed = sum(e.polarity * 10 ** (e.gain_db / 20) for e in estimates)
+
+
+def _latency_track(
+    intercept: float,
+    slope: float,
+    estimates: Sequence[DelayEstimate],
+    centres: Sequence[float],
+    iterations: int,
+) -> LatencyTrack:
+    """The track of a fitted line; polarity from the windows' signed gains."""
+    signed = sum(e.polarity * amplitude(e.gain_db) for e in estimates)
     return LatencyTrack(
         latency_samples=intercept,
         drift_ppm=slope * 1e6,

@@ -20,15 +20,9 @@ import numpy as np
 
 from ampcap.errors import AlignmentError, AudioFileError
 from ampcap.files import audio_info, read_audio
+from ampcap.levels import FLOOR_DB, dbfs
 from ampcap.outputs import check_output_file
 
-from .align import (
-    DRIFT_THRESHOLD_SAMPLES,
-    MAX_LATENCY_SECONDS,
-    SILENT_DBFS,
-    ReadPlan,
-    render_aligned,
-)
 from .coherence import (
     COHERENCE_BAND_HZ,
     MIN_COHERENCE,
@@ -37,7 +31,9 @@ from .coherence import (
     track_coherent,
 )
 from .delay import MIN_CONFIDENCE_DB, LatencyTrack, track_latency
-from .quality import peak, to_dbfs
+from .quality import peak
+from .render import DriftCorrection, ReadPlan, drift_correction, render_aligned
+from .take import MAX_LATENCY_SECONDS, SILENT_DBFS
 
 #: What the confidence of a pair means, for people reading ``--json``.
 CONFIDENCE_MEANING = (
@@ -61,7 +57,8 @@ class FileAlignment:
     drift_ppm : float
         Clock drift of the recording against the input (see :mod:`.delay`).
     drift_corrected : bool
-        Whether the drift was above :data:`DRIFT_THRESHOLD_SAMPLES` over the file and undone.
+        Whether the drift was above :data:`.render.DRIFT_THRESHOLD_SAMPLES` over the file and
+        undone.
     polarity : int
         +1, or -1 when the device output is inverted (undone in the aligned pair).
     coherence : float
@@ -163,7 +160,7 @@ def _read_mono(path: Path, role: str, rate: int | None, reference: Path | None) 
     except AudioFileError as exc:
         raise AlignmentError(f"The {role} file cannot be used: {exc}") from exc
     samples = audio[:, 0]
-    if to_dbfs(peak(samples)) < SILENT_DBFS:
+    if dbfs(peak(samples), FLOOR_DB) < SILENT_DBFS:
         raise AlignmentError(
             f"The {role} file {path} is silent (peak below {SILENT_DBFS:.0f} dBFS): is it the "
             "right file, and was the track armed?"
@@ -298,68 +295,175 @@ def align_files(
         else output_path.with_name(f"{output_path.stem}.aligned.wav")
     )
     check_output_file(out, (input_path, output_path, loopback), option="--out")
+    files = (input_path, output_path, loopback)
+    source, rate, recorded, recorded_loopback = _read_pair(files)
+    axis = _measure_pair(source, recorded, recorded_loopback, rate, max_latency_seconds, files)
+    frames = len(source)
+    drift = drift_correction(axis.drift_ppm, axis.step, frames)
+    pair_frames, trimmed = _coverage(axis, drift, frames, recorded, recorded_loopback)
+    notes = _inversion_notes(axis)
+    notes += _coverage_notes(frames, pair_frames, trimmed, rate, output_path, input_path)
+    channels = [recorded_loopback if recorded_loopback is not None else source, recorded]
+    render_aligned(out, source, channels, _pair_plan(axis, drift), rate, frames=pair_frames)
+    return FileAlignment(
+        latency_samples=axis.latency_samples,
+        drift_ppm=axis.drift_ppm,
+        drift_corrected=drift.corrected,
+        polarity=axis.track.polarity,
+        coherence=axis.track.coherence,
+        coherence_floor=axis.track.coherence_floor,
+        loopback_latency_samples=axis.loopback_latency_samples,
+        device_latency_samples=axis.device_latency_samples,
+        loopback_confidence_db=axis.loopback.confidence_db if axis.loopback else None,
+        sample_rate_hz=rate,
+        input_frames=frames,
+        output_frames=len(recorded),
+        pair_frames=pair_frames,
+        uncovered_frames=frames - pair_frames,
+        trimmed_frames=trimmed,
+        out_path=out,
+        notes=tuple(notes),
+    )
+
+
+def _read_pair(
+    files: tuple[Path, Path, Path | None],
+) -> tuple[np.ndarray, int, np.ndarray, np.ndarray | None]:
+    """The input, its sample rate, the output and the loopback (None without one file)."""
+    input_path, output_path, loopback = files
     source = _read_mono(input_path, "input", None, None)
     rate = audio_info(input_path).sample_rate_hz
     recorded = _read_mono(output_path, "output", rate, input_path)
     recorded_loopback = (
         _read_mono(loopback, "loopback", rate, input_path) if loopback is not None else None
     )
+    return source, rate, recorded, recorded_loopback
+
+
+def _measure_pair(
+    source: np.ndarray,
+    recorded: np.ndarray,
+    recorded_loopback: np.ndarray | None,
+    rate: int,
+    max_latency_seconds: float,
+    files: tuple[Path, Path, Path | None],
+) -> _PairAxis:
+    """The output's latency, drift and polarity against the input, split by the loopback.
+
+    ``files`` are the input, output and loopback paths, for the messages.
+    """
+    input_path, output_path, loopback = files
     reach = int(round(max_latency_seconds * rate))
-    notes: list[str] = []
-    loopback_track: LatencyTrack | None = None
     # The device's output against the DI: latency (interface and device together), drift,
     # polarity, and the coherence that says it is a recording of this DI at all.
     track = _coherent_or_none(source, recorded, rate, reach, drift=True)
     if track is None or not track.trusted:
         raise _unrelated(output_path, "output", input_path, track, max_latency_seconds)
-    total, polarity = track.latency_samples, track.polarity
-    drift_ppm, step = track.drift_ppm, track.step
-    loopback_track: LatencyTrack | None = None
-    loopback_latency = device_latency = None
-    if loopback is not None and recorded_loopback is not None:
-        # The loopback is a clean copy: found in the music the same way, then refined on it
-        # with a matched filter, through the drift, to a small fraction of a sample.
-        loopback_track = _refined_loopback(source, recorded_loopback, rate, reach)
-        if loopback_track is None or not loopback_track.trusted:
-            detail = (
-                f"its correlation peak stands {loopback_track.confidence_db:.1f} dB above the "
-                f"rest ({MIN_CONFIDENCE_DB:.0f} dB needed)"
-                if loopback_track is not None
-                else "no part of it follows the input"
-            )
-            raise AlignmentError(
-                f"The loopback file {loopback} does not look like a recording of the input "
-                f"{input_path}: {detail}. A loopback is the DI recorded back through a plain "
-                "cable in the same pass; check the files and the patch."
-            )
-        # The interface's part is the loopback's; the device's part is the rest. Drift is the
-        # loopback's: measured on a clean copy, it is the more precise.
-        loopback_latency = loopback_track.latency_samples
-        device_latency = total - loopback_latency
-        drift_ppm, step = loopback_track.drift_ppm, loopback_track.step
-        total = loopback_latency + device_latency
-        if loopback_track.polarity < 0:
-            notes.append("The loopback was recorded inverted; corrected.")
-    coherence, floor = track.coherence, track.coherence_floor
+    if loopback is None or recorded_loopback is None:
+        return _PairAxis(
+            track, None, track.latency_samples, None, None, track.drift_ppm, track.step
+        )
+    return _through_loopback(track, source, recorded_loopback, rate, reach, loopback, input_path)
 
-    frames = len(source)
-    drift_shift = abs(drift_ppm) * 1e-6 * frames
-    drift_corrected = drift_shift > DRIFT_THRESHOLD_SAMPLES
-    read_step, mid = (step, 0.0) if drift_corrected else (1.0, drift_ppm * 1e-6 * frames / 2)
-    if polarity < 0:
+
+@dataclass(frozen=True)
+class _PairAxis:
+    """Where the output (and loopback) of a pair sit against the input.
+
+    ``latency_samples`` is the output's, loopback and device parts together; the parts and
+    ``loopback`` are None without a loopback file. Drift is the loopback's when there is one:
+    measured on a clean copy, it is the more precise.
+    """
+
+    track: CoherentTrack
+    loopback: LatencyTrack | None
+    latency_samples: float
+    loopback_latency_samples: float | None
+    device_latency_samples: float | None
+    drift_ppm: float
+    step: float
+
+
+def _through_loopback(
+    track: CoherentTrack,
+    source: np.ndarray,
+    recorded_loopback: np.ndarray,
+    rate: int,
+    reach: int,
+    loopback: Path,
+    input_path: Path,
+) -> _PairAxis:
+    """Split the output's latency into the interface's part (the loopback's) and the device's.
+
+    The loopback is a clean copy: found in the music the same way, then refined on it with a
+    matched filter, through the drift, to a small fraction of a sample.
+    """
+    loopback_track = _refined_loopback(source, recorded_loopback, rate, reach)
+    if loopback_track is None or not loopback_track.trusted:
+        detail = (
+            f"its correlation peak stands {loopback_track.confidence_db:.1f} dB above the "
+            f"rest ({MIN_CONFIDENCE_DB:.0f} dB needed)"
+            if loopback_track is not None
+            else "no part of it follows the input"
+        )
+        raise AlignmentError(
+            f"The loopback file {loopback} does not look like a recording of the input "
+            f"{input_path}: {detail}. A loopback is the DI recorded back through a plain "
+            "cable in the same pass; check the files and the patch."
+        )
+    loopback_latency = loopback_track.latency_samples
+    device_latency = track.latency_samples - loopback_latency
+    return _PairAxis(
+        track,
+        loopback_track,
+        loopback_latency + device_latency,
+        loopback_latency,
+        device_latency,
+        loopback_track.drift_ppm,
+        loopback_track.step,
+    )
+
+
+def _inversion_notes(axis: _PairAxis) -> list[str]:
+    notes = []
+    if axis.loopback is not None and axis.loopback.polarity < 0:
+        notes.append("The loopback was recorded inverted; corrected.")
+    if axis.track.polarity < 0:
         notes.append("The output is inverted against the input (polarity -1); corrected.")
-    # The pair covers the input frames whose output was recorded (and, with a loopback, whose
-    # loopback was): past a recording's end the pair would teach silence for music.
-    covered = [(total + mid, recorded)]
+    return notes
+
+
+def _coverage(
+    axis: _PairAxis,
+    drift: DriftCorrection,
+    frames: int,
+    recorded: np.ndarray,
+    recorded_loopback: np.ndarray | None,
+) -> tuple[int, int]:
+    """Input frames the pair covers, and output frames past the input's end (a render tail).
+
+    The pair covers the input frames whose output was recorded (and, with a loopback, whose
+    loopback was): past a recording's end the pair would teach silence for music.
+    """
+    mid, read_step = drift.mid_samples, drift.step
+    covered = [(axis.latency_samples + mid, recorded)]
     if recorded_loopback is not None:
-        covered.append(((loopback_latency or 0.0) + mid, recorded_loopback))
+        covered.append(((axis.loopback_latency_samples or 0.0) + mid, recorded_loopback))
     pair_frames = frames
     for offset, signal in covered:
         last_input = int(math.floor((len(signal) - 1 - offset) / read_step))
         pair_frames = min(pair_frames, max(last_input + 1, 0))
-    uncovered = frames - pair_frames
-    end_position = total + mid + read_step * (frames - 1)
+    end_position = axis.latency_samples + mid + read_step * (frames - 1)
     trimmed = max(len(recorded) - (int(math.floor(end_position)) + 1), 0)
+    return pair_frames, trimmed
+
+
+def _coverage_notes(
+    frames: int, pair_frames: int, trimmed: int, rate: int, output_path: Path, input_path: Path
+) -> list[str]:
+    """Notes on what the pair leaves out; an error when too little of the input is covered."""
+    notes = []
+    uncovered = frames - pair_frames
     if uncovered:
         notes.append(
             f"The recording stops {uncovered} samples ({uncovered / rate:.2f} s, "
@@ -373,34 +477,17 @@ def align_files(
         )
     if trimmed:
         notes.append(f"The output runs {trimmed} samples past the input (render tail); left out.")
+    return notes
 
-    channels = [recorded_loopback if recorded_loopback is not None else source, recorded]
-    plan = ReadPlan(
-        input_channel=0 if recorded_loopback is not None else None,
-        input_offset_samples=(loopback_latency or 0.0) + mid,
-        input_polarity=loopback_track.polarity if loopback_track is not None else 1,
+
+def _pair_plan(axis: _PairAxis, drift: DriftCorrection) -> ReadPlan:
+    """Read channel 0, the loopback (else the input itself), and channel 1, the output."""
+    return ReadPlan(
+        input_channel=0 if axis.loopback is not None else None,
+        input_offset_samples=(axis.loopback_latency_samples or 0.0) + drift.mid_samples,
+        input_polarity=axis.loopback.polarity if axis.loopback is not None else 1,
         target_channel=1,
-        target_offset_samples=total + mid,
-        target_polarity=polarity,
-        step=read_step,
-    )
-    render_aligned(out, source, channels, plan, rate, frames=pair_frames)
-    return FileAlignment(
-        latency_samples=total,
-        drift_ppm=drift_ppm,
-        drift_corrected=drift_corrected,
-        polarity=polarity,
-        coherence=coherence,
-        coherence_floor=floor,
-        loopback_latency_samples=loopback_latency,
-        device_latency_samples=device_latency,
-        loopback_confidence_db=loopback_track.confidence_db if loopback_track else None,
-        sample_rate_hz=rate,
-        input_frames=frames,
-        output_frames=len(recorded),
-        pair_frames=pair_frames,
-        uncovered_frames=uncovered,
-        trimmed_frames=trimmed,
-        out_path=out,
-        notes=tuple(notes),
+        target_offset_samples=axis.latency_samples + drift.mid_samples,
+        target_polarity=axis.track.polarity,
+        step=drift.step,
     )

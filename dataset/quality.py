@@ -1,7 +1,8 @@
 """Quality measures of a recorded take: levels, noise, clipping, DC and repeatability.
 
 Pure numpy functions over one channel; levels are in dBFS (0 dBFS = a full-scale sample, RMS
-of a full-scale square wave), never below :data:`FLOOR_DBFS` so they stay finite in JSON.
+of a full-scale square wave), never below :data:`ampcap.levels.FLOOR_DB` so they stay finite
+in JSON.
 """
 
 from __future__ import annotations
@@ -11,8 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-#: Levels below this are reported as this (digital silence has no finite level).
-FLOOR_DBFS = -200.0
+from ampcap.levels import FLOOR_DB, dbfs
+
 #: A sample at or above this magnitude counts as full scale.
 CLIP_LEVEL = 0.999
 #: Consecutive full-scale samples that make a clipped run. One sample touching 1.0 is what peak
@@ -20,11 +21,6 @@ CLIP_LEVEL = 0.999
 MIN_CLIP_RUN_SAMPLES = 3
 #: Repeatability ESR above which the two reference segments are "not the same device".
 REPEATABILITY_WARNING_ESR = 0.01
-
-
-def to_dbfs(amplitude: float) -> float:
-    """Amplitude (linear, full scale 1.0) in dBFS, floored at :data:`FLOOR_DBFS`."""
-    return max(20 * math.log10(amplitude), FLOOR_DBFS) if amplitude > 0 else FLOOR_DBFS
 
 
 def rms(x: np.ndarray) -> float:
@@ -135,11 +131,11 @@ def channel_quality(x: np.ndarray, noise: slice, signal: slice) -> ChannelQualit
     ChannelQuality
     """
     x = np.asarray(x)
-    noise_floor = to_dbfs(rms(x[noise]))
-    signal_level = to_dbfs(rms(x[signal]))
+    noise_floor = dbfs(rms(x[noise]), FLOOR_DB)
+    signal_level = dbfs(rms(x[signal]), FLOOR_DB)
     top = peak(x)
     return ChannelQuality(
-        peak_dbfs=to_dbfs(top),
+        peak_dbfs=dbfs(top, FLOOR_DB),
         signal_rms_dbfs=signal_level,
         noise_floor_dbfs=noise_floor,
         snr_db=signal_level - noise_floor,

@@ -8,7 +8,6 @@ partial dataset behind.
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,17 +15,19 @@ from pathlib import Path
 from ampcap.dataset.split import SourceSpan
 from ampcap.errors import DatasetError, UsageError
 from ampcap.files import audio_info, check_sha256, sha256_file
+from ampcap.labels import knob_label, parse_assignment
 from ampcap.schema.alignment import (
     ALIGNED_CHANNELS,
     ALIGNED_DIR,
     AlignedTake,
+    AlignmentManifest,
     load_alignment,
 )
 from ampcap.schema.alignment import (
     MANIFEST_NAME as ALIGNMENT_NAME,
 )
 from ampcap.schema.session import MANIFEST_NAME as SESSION_NAME
-from ampcap.schema.session import Knob, load_session, take_file_name
+from ampcap.schema.session import Knob, SessionManifest, Source, load_session
 
 
 @dataclass(frozen=True)
@@ -55,21 +56,16 @@ class SessionInput:
     program_sha256: str
 
 
-def setting_label(knobs: dict[str, float]) -> str:
-    """``{"isf": 2.5}`` -> ``"isf=2.5"``: the take's file stem, used in tables and manifests."""
-    return Path(take_file_name(knobs)).stem
-
-
 def same_setting(a: dict[str, float], b: dict[str, float]) -> bool:
     return a.keys() == b.keys() and all(math.isclose(a[k], b[k], abs_tol=1e-9) for k in a)
 
 
 def parse_holdout(text: str) -> tuple[str, float]:
     """``"isf=5"`` -> ``("isf", 5.0)``; anything else is a :class:`UsageError` with an example."""
-    match = re.fullmatch(r"\s*([A-Za-z_][\w-]*)\s*=\s*([-+]?[\d.]+(?:[eE][-+]?\d+)?)\s*", text)
-    if not match:
+    assignment = parse_assignment(text)
+    if assignment is None:
         raise UsageError(f"--holdout {text!r} is not KNOB=VALUE, for example --holdout isf=5.")
-    return match.group(1), float(match.group(2))
+    return assignment
 
 
 def _aligned_path(folder: Path, take: AlignedTake) -> Path:
@@ -104,108 +100,148 @@ def load_session_input(
     folder = Path(folder)
     session = load_session(folder)
     alignment = load_alignment(folder)
-    where = f"{folder}"
+    session_sha256 = _check_current(folder, session, alignment)
+    _check_failed(folder, alignment, allow_warnings)
+    knob_names = tuple(k.name for k in session.knobs)
+    notes: list[str] = []
+    takes: list[UsableTake] = []
+    for aligned in alignment.takes:
+        usable = _usable_take(folder, aligned, knob_names, session.sample_rate_hz, notes)
+        if usable is not None:
+            takes.append(usable)
+    if not takes:
+        raise DatasetError(
+            f"{folder} has no aligned takes. Record takes with `ampcap record`, "
+            f"then run `ampcap align {folder}`."
+        )
+    return SessionInput(
+        index=index,
+        folder=folder,
+        sample_rate_hz=session.sample_rate_hz,
+        knobs=session.knobs,
+        sources=_source_spans(folder, index, session.program.sources, takes),
+        takes=tuple(takes),
+        session_sha256=session_sha256,
+        alignment_sha256=sha256_file(folder / ALIGNED_DIR / ALIGNMENT_NAME),
+        program_sha256=session.program.sha256,
+    ), notes
+
+
+def _check_current(folder: Path, session: SessionManifest, alignment: AlignmentManifest) -> str:
+    """Refuse an alignment made before the session last changed; the session's SHA-256."""
     if alignment.program_sha256 != session.program.sha256:
         raise DatasetError(
-            f"The alignment of {where} was made for another program.wav (hash "
+            f"The alignment of {folder} was made for another program.wav (hash "
             f"{alignment.program_sha256[:12]} vs {session.program.sha256[:12]}). Run "
             f"`ampcap align {folder}` again."
         )
     if alignment.sample_rate_hz != session.sample_rate_hz:
         raise DatasetError(
-            f"The alignment of {where} is at {alignment.sample_rate_hz} Hz but the session at "
+            f"The alignment of {folder} is at {alignment.sample_rate_hz} Hz but the session at "
             f"{session.sample_rate_hz} Hz. Run `ampcap align {folder}` again."
         )
-    knob_names = tuple(k.name for k in session.knobs)
     for take in session.takes:
         if take.status == "complete" and not any(
             same_setting(take.knobs, a.knobs) for a in alignment.takes
         ):
             raise DatasetError(
-                f"Take {setting_label(take.knobs)} of {where} was recorded after the session was "
+                f"Take {knob_label(take.knobs)} of {folder} was recorded after the session was "
                 f"aligned. Run `ampcap align {folder}` again."
             )
     session_sha256 = sha256_file(folder / SESSION_NAME)
     if alignment.session_sha256 != session_sha256:
         raise DatasetError(
-            f"{where} changed after it was aligned (a take recorded again?): session.json no "
+            f"{folder} changed after it was aligned (a take recorded again?): session.json no "
             f"longer matches the hash in {ALIGNED_DIR}/{ALIGNMENT_NAME}. Run "
             f"`ampcap align {folder}` again."
         )
-    notes: list[str] = []
+    return session_sha256
+
+
+def _check_failed(folder: Path, alignment: AlignmentManifest, allow_warnings: bool) -> None:
+    """Refuse takes whose alignment failed, unless ``--allow-warnings``."""
     failed = [a for a in alignment.takes if a.verdict == "failed"]
     if failed and not allow_warnings:
         lines = "; ".join(
-            f"take {setting_label(a.knobs)} ({a.raw_file}): "
+            f"take {knob_label(a.knobs)} ({a.raw_file}): "
             f"{' '.join(a.messages) or 'alignment failed'}"
             for a in failed
         )
         raise DatasetError(
-            f"{where} has take(s) whose alignment failed, so their audio may not line up with "
+            f"{folder} has take(s) whose alignment failed, so their audio may not line up with "
             f"the input: {lines}. Record those takes again, or pass --allow-warnings to use "
             "them anyway."
         )
-    takes: list[UsableTake] = []
-    for aligned in alignment.takes:
-        if set(aligned.knobs) != set(knob_names):
-            raise DatasetError(
-                f"Take {aligned.file} of {where} has knobs {sorted(aligned.knobs)} but the "
-                f"session's knobs are {list(knob_names)}. Run `ampcap align {folder}` again."
-            )
-        if aligned.verdict == "failed" and not aligned.file:
-            # Alignment gave up on this take and wrote no audio: there is nothing to use.
-            notes.append(
-                f"{where}: take {setting_label(aligned.knobs)} is left out: its alignment "
-                f"failed and has no aligned audio ({' '.join(aligned.messages) or 'no reason'})."
-            )
-            continue
-        path = _aligned_path(folder, aligned)
-        if not aligned.file or not path.is_file():
-            missing = path if aligned.file else f"The aligned file of take {aligned.raw_file}"
-            raise DatasetError(f"{missing} is missing. Run `ampcap align {folder}` again.")
-        info = audio_info(path)
-        if info.channels != len(ALIGNED_CHANNELS) or info.sample_rate_hz != session.sample_rate_hz:
-            raise DatasetError(
-                f"{path} has {info.channels} channel(s) at {info.sample_rate_hz} Hz; an aligned "
-                f"take has {len(ALIGNED_CHANNELS)} ({', '.join(ALIGNED_CHANNELS)}) at "
-                f"{session.sample_rate_hz} Hz. Run `ampcap align {folder}` again."
-            )
-        check_sha256(
-            path,
-            aligned.sha256,
-            path,
-            folder / ALIGNED_DIR / ALIGNMENT_NAME,
-            f"Run `ampcap align {folder}` again to rewrite it from the raw takes.",
-        )
-        if aligned.verdict == "failed":
-            notes.append(
-                f"{where}: using take {setting_label(aligned.knobs)} although its "
-                f"alignment failed ({' '.join(aligned.messages) or 'no reason given'})."
-            )
-        elif aligned.verdict == "warning":
-            notes.append(
-                f"{where}: take {setting_label(aligned.knobs)} has alignment warnings: "
-                f"{' '.join(aligned.messages) or 'see `ampcap report`'}"
-            )
-        takes.append(
-            UsableTake(
-                dict(aligned.knobs), path, info.frames, aligned.verdict, tuple(aligned.messages)
-            )
-        )
-    if not takes:
+
+
+def _usable_take(
+    folder: Path,
+    aligned: AlignedTake,
+    knob_names: tuple[str, ...],
+    sample_rate_hz: int,
+    notes: list[str],
+) -> UsableTake | None:
+    """One aligned take checked (knobs, file, format, hash); None when it has no audio.
+
+    Appends to ``notes`` what a user should know about the take.
+    """
+    if set(aligned.knobs) != set(knob_names):
         raise DatasetError(
-            f"{where} has no aligned takes. Record takes with `ampcap record`, "
-            f"then run `ampcap align {folder}`."
+            f"Take {aligned.file} of {folder} has knobs {sorted(aligned.knobs)} but the "
+            f"session's knobs are {list(knob_names)}. Run `ampcap align {folder}` again."
         )
-    sources = session.program.sources
+    if aligned.verdict == "failed" and not aligned.file:
+        # Alignment gave up on this take and wrote no audio: there is nothing to use.
+        notes.append(
+            f"{folder}: take {knob_label(aligned.knobs)} is left out: its alignment "
+            f"failed and has no aligned audio ({' '.join(aligned.messages) or 'no reason'})."
+        )
+        return None
+    path = _aligned_path(folder, aligned)
+    if not aligned.file or not path.is_file():
+        missing = path if aligned.file else f"The aligned file of take {aligned.raw_file}"
+        raise DatasetError(f"{missing} is missing. Run `ampcap align {folder}` again.")
+    info = audio_info(path)
+    if info.channels != len(ALIGNED_CHANNELS) or info.sample_rate_hz != sample_rate_hz:
+        raise DatasetError(
+            f"{path} has {info.channels} channel(s) at {info.sample_rate_hz} Hz; an aligned "
+            f"take has {len(ALIGNED_CHANNELS)} ({', '.join(ALIGNED_CHANNELS)}) at "
+            f"{sample_rate_hz} Hz. Run `ampcap align {folder}` again."
+        )
+    check_sha256(
+        path,
+        aligned.sha256,
+        path,
+        folder / ALIGNED_DIR / ALIGNMENT_NAME,
+        f"Run `ampcap align {folder}` again to rewrite it from the raw takes.",
+    )
+    if aligned.verdict == "failed":
+        notes.append(
+            f"{folder}: using take {knob_label(aligned.knobs)} although its "
+            f"alignment failed ({' '.join(aligned.messages) or 'no reason given'})."
+        )
+    elif aligned.verdict == "warning":
+        notes.append(
+            f"{folder}: take {knob_label(aligned.knobs)} has alignment warnings: "
+            f"{' '.join(aligned.messages) or 'see `ampcap report`'}"
+        )
+    return UsableTake(
+        dict(aligned.knobs), path, info.frames, aligned.verdict, tuple(aligned.messages)
+    )
+
+
+def _source_spans(
+    folder: Path, index: int, sources: Sequence[Source], takes: Sequence[UsableTake]
+) -> tuple[SourceSpan, ...]:
+    """The program's DI sources, each checked to lie inside every take."""
     if not sources:
-        raise DatasetError(f"{where} has no DI sources in its program; there is nothing to split.")
+        raise DatasetError(f"{folder} has no DI sources in its program; there is nothing to split.")
     spans = []
     for source in sources:
         short = [t for t in takes if t.frames < source.stop]
         if source.start < 0 or short:
             raise DatasetError(
-                f"DI source {source.name!r} of {where} ends at sample {source.stop} but "
+                f"DI source {source.name!r} of {folder} ends at sample {source.stop} but "
                 + (
                     f"{short[0].path} has only {short[0].frames} frames"
                     if short
@@ -224,17 +260,7 @@ def load_session_input(
                 sha256=source.sha256,
             )
         )
-    return SessionInput(
-        index=index,
-        folder=folder,
-        sample_rate_hz=session.sample_rate_hz,
-        knobs=session.knobs,
-        sources=tuple(spans),
-        takes=tuple(takes),
-        session_sha256=session_sha256,
-        alignment_sha256=sha256_file(folder / ALIGNED_DIR / ALIGNMENT_NAME),
-        program_sha256=session.program.sha256,
-    ), notes
+    return tuple(spans)
 
 
 def load_inputs(
@@ -320,16 +346,17 @@ def heldout_settings(
     names = [k.name for k in knobs]
     chosen: set[int] = set()
     for name, value in holdout:
+        assignment = knob_label({name: value})
         if name not in names:
             raise DatasetError(
-                f"--holdout {name}={value:g}: the sessions have no knob {name!r}; "
+                f"--holdout {assignment}: the sessions have no knob {name!r}; "
                 f"their knobs are {', '.join(names)}."
             )
         matched = {i for i, s in enumerate(settings) if math.isclose(s[name], value, abs_tol=1e-9)}
         if not matched:
             recorded = sorted({s[name] for s in settings})
             raise DatasetError(
-                f"--holdout {name}={value:g}: no take was recorded at {name}={value:g}; the "
+                f"--holdout {assignment}: no take was recorded at {assignment}; the "
                 f"recorded values are {', '.join(f'{v:g}' for v in recorded)}."
             )
         chosen |= matched

@@ -35,9 +35,9 @@ from ampcap.dataset.split_inputs import (
     heldout_settings,
     load_inputs,
     same_setting,
-    setting_label,
 )
 from ampcap.errors import AmpcapError, AudioFileError, DatasetError
+from ampcap.labels import knob_label
 from ampcap.outputs import holds_files
 from ampcap.schema.dataset import (
     MANIFEST_NAME,
@@ -252,48 +252,111 @@ def _write_splits(
     return files
 
 
-def _manifest(
-    *,
-    name: str,
-    created_at: str,
-    print_: str,
-    rate: int,
-    knobs: tuple[Knob, ...],
-    settings: list[dict[str, float]],
-    heldout: frozenset[int],
+@dataclass(frozen=True)
+class _Planned:
+    """What the dataset will hold, decided before anything is written.
+
+    ``settings`` are the distinct knob settings (sorted), ``per_session`` the ones each session
+    recorded (indices into ``settings``), ``frames`` the length of each split.
+    """
+
+    rate: int
+    knobs: tuple[Knob, ...]
+    settings: list[dict[str, float]]
+    per_session: list[list[int]]
+    heldout: frozenset[int]
+    plan: SplitPlan
+    pieces: tuple[PlannedPiece, ...]
+    frames: dict[str, int]
+
+    def knob_values(self) -> list[np.ndarray]:
+        """Each setting's knobs normalised, float32 (the input's extra channels)."""
+        return [
+            np.array([k.normalise(s[k.name]) for k in self.knobs], dtype="<f4")
+            for s in self.settings
+        ]
+
+
+def _plan(
     inputs: Sequence[SessionInput],
     options: SplitOptions,
-    plan: SplitPlan,
-    pieces: Sequence[PlannedPiece],
-    files: dict[str, SplitFiles],
-    notes: Sequence[str],
-) -> DatasetManifest:
-    minutes: dict[str, dict[str, float]] = {s: {} for s in SPLITS}
-    for piece in pieces:
-        label = setting_label(settings[piece.setting])
-        minutes[piece.split][label] = minutes[piece.split].get(label, 0.0) + piece.length
-    minutes = {s: {k: round(v / rate / 60.0, 6) for k, v in m.items()} for s, m in minutes.items()}
-    sessions = tuple(
-        {
-            "path": str(s.folder),
-            "session_sha256": s.session_sha256,
-            "alignment_sha256": s.alignment_sha256,
-            "program_sha256": s.program_sha256,
-            "takes": [
-                {
-                    "setting": setting_label(t.knobs),
-                    "knobs": t.knobs,
-                    "file": str(t.path.relative_to(s.folder))
-                    if t.path.is_relative_to(s.folder)
-                    else str(t.path),
-                    "verdict": t.verdict,
-                }
-                for t in s.takes
-            ],
-        }
-        for s in inputs
+    ratios: dict[str, float],
+    notes: list[str],
+) -> _Planned:
+    """Blocks, pieces and split lengths; refuses a split that would be empty or too large."""
+    rate = inputs[0].sample_rate_hz
+    knobs = inputs[0].knobs
+    settings, per_session = collect_settings(inputs, [k.name for k in knobs])
+    heldout = heldout_settings(settings, options.holdout, knobs)
+    plan = plan_blocks(
+        [span for s in inputs for span in s.sources],
+        block_samples=round(options.block_seconds * rate),
+        guard_samples=round(options.guard_ms * rate / 1000.0),
+        ratios=ratios,
+        seed=options.seed,
+        sample_rate_hz=rate,
     )
-    blocks = tuple(
+    pieces = plan_pieces(plan.blocks, per_session, len(settings), heldout)
+    frames = {s: sum(p.length for p in pieces if p.split == s) for s in SPLITS}
+    for split, count in frames.items():
+        if count == 0:
+            raise DatasetError(
+                f"The {split} split would be empty: its blocks lie only in sessions whose knob "
+                "settings are all held out. Hold out fewer settings, or split those sessions "
+                "separately."
+            )
+        check_size(Path(split) / "input.wav", count, 1 + len(knobs))
+    if plan.unused_samples:
+        notes.append(
+            f"{plan.unused_samples / rate:.2f} s of DI at the ends of sources is shorter "
+            "than a block and left out."
+        )
+    return _Planned(rate, knobs, settings, per_session, heldout, plan, pieces, frames)
+
+
+def _take_paths(inputs: Sequence[SessionInput], planned: _Planned) -> dict[tuple[int, int], Path]:
+    """The aligned file of each (session index, setting index) recorded."""
+    paths = {}
+    for session, indices in zip(inputs, planned.per_session, strict=True):
+        for i in indices:
+            take = next(t for t in session.takes if same_setting(t.knobs, planned.settings[i]))
+            paths[(session.index, i)] = take.path
+    return paths
+
+
+def _minutes(planned: _Planned) -> dict[str, dict[str, float]]:
+    """Minutes of audio per split and knob setting."""
+    minutes: dict[str, dict[str, float]] = {s: {} for s in SPLITS}
+    for piece in planned.pieces:
+        label = knob_label(planned.settings[piece.setting])
+        minutes[piece.split][label] = minutes[piece.split].get(label, 0.0) + piece.length
+    rate = planned.rate
+    return {s: {k: round(v / rate / 60.0, 6) for k, v in m.items()} for s, m in minutes.items()}
+
+
+def _session_record(session: SessionInput) -> dict[str, object]:
+    """A session as the manifest names it: its hashes and the takes read."""
+    return {
+        "path": str(session.folder),
+        "session_sha256": session.session_sha256,
+        "alignment_sha256": session.alignment_sha256,
+        "program_sha256": session.program_sha256,
+        "takes": [
+            {
+                "setting": knob_label(t.knobs),
+                "knobs": t.knobs,
+                "file": str(t.path.relative_to(session.folder))
+                if t.path.is_relative_to(session.folder)
+                else str(t.path),
+                "verdict": t.verdict,
+            }
+            for t in session.takes
+        ],
+    }
+
+
+def _manifest_blocks(plan: SplitPlan) -> tuple[Block, ...]:
+    return tuple(
         Block(
             id=i,
             session=b.session,
@@ -308,20 +371,35 @@ def _manifest(
         )
         for i, b in enumerate(plan.blocks)
     )
+
+
+def _manifest(
+    *,
+    name: str,
+    created_at: str,
+    print_: str,
+    planned: _Planned,
+    inputs: Sequence[SessionInput],
+    options: SplitOptions,
+    files: dict[str, SplitFiles],
+    notes: Sequence[str],
+) -> DatasetManifest:
+    settings = planned.settings
+    minutes = _minutes(planned)
     return DatasetManifest(
         schema_version=SCHEMA_VERSION,
         ampcap_version=__version__,
         created_at=created_at,
-        sample_rate_hz=rate,
-        knobs=knobs,
+        sample_rate_hz=planned.rate,
+        knobs=planned.knobs,
         settings=tuple(settings),
-        heldout=tuple(settings[i] for i in sorted(heldout)),
-        sessions=sessions,
+        heldout=tuple(settings[i] for i in sorted(planned.heldout)),
+        sessions=tuple(_session_record(s) for s in inputs),
         seed=options.seed,
         block_seconds=options.block_seconds,
         guard_ms=options.guard_ms,
-        ratios=plan.ratios,
-        blocks=blocks,
+        ratios=planned.plan.ratios,
+        blocks=_manifest_blocks(planned.plan),
         pieces=tuple(
             Piece(
                 split=p.split,
@@ -331,7 +409,7 @@ def _manifest(
                 length=p.length,
                 heldout=p.heldout,
             )
-            for p in pieces
+            for p in planned.pieces
         ),
         splits=files,
         minutes=minutes,
@@ -384,64 +462,28 @@ def build_dataset(
         exports=tuple(f for f in EXPORT_FORMATS if f in options.exports),
     )
     inputs, notes = load_inputs(sessions, allow_warnings=options.allow_warnings)
-    rate = inputs[0].sample_rate_hz
-    knobs = inputs[0].knobs
-    knob_names = [k.name for k in knobs]
-    settings, per_session = collect_settings(inputs, knob_names)
-    heldout = heldout_settings(settings, options.holdout, knobs)
-    plan = plan_blocks(
-        [span for s in inputs for span in s.sources],
-        block_samples=round(options.block_seconds * rate),
-        guard_samples=round(options.guard_ms * rate / 1000.0),
-        ratios=ratios,
-        seed=options.seed,
-        sample_rate_hz=rate,
-    )
-    pieces = plan_pieces(plan.blocks, per_session, len(settings), heldout)
-    frames = {s: sum(p.length for p in pieces if p.split == s) for s in SPLITS}
-    for split, count in frames.items():
-        if count == 0:
-            raise DatasetError(
-                f"The {split} split would be empty: its blocks lie only in sessions whose knob "
-                "settings are all held out. Hold out fewer settings, or split those sessions "
-                "separately."
-            )
-        check_size(Path(split) / "input.wav", count, 1 + len(knobs))
-    if plan.unused_samples:
-        notes.append(
-            f"{plan.unused_samples / rate:.2f} s of DI at the ends of sources is shorter "
-            "than a block and left out."
-        )
-    name = out.name
-    print_ = fingerprint(inputs, options, name)
+    planned = _plan(inputs, options, ratios, notes)
+    print_ = fingerprint(inputs, options, out.name)
     created_at = _existing_created_at(out, print_)
     replaced_same = created_at is not None
     if created_at is None:
         created_at = datetime.now(timezone.utc).replace(microsecond=0).isoformat()
-    _check_disk(out, frames, 1 + len(knobs), options)
+    _check_disk(out, planned.frames, 1 + len(planned.knobs), options)
     out.parent.mkdir(parents=True, exist_ok=True)
-    knob_values = [np.array([k.normalise(s[k.name]) for k in knobs], dtype="<f4") for s in settings]
-    paths = {}
-    for session, indices in zip(inputs, per_session, strict=True):
-        for i in indices:
-            take = next(t for t in session.takes if same_setting(t.knobs, settings[i]))
-            paths[(session.index, i)] = take.path
+    paths = _take_paths(inputs, planned)
     tmp = _hidden_name(out, "partial")
     try:
         tmp.mkdir()
-        files = _write_splits(tmp, pieces, paths, knob_values, rate, progress)
+        files = _write_splits(
+            tmp, planned.pieces, paths, planned.knob_values(), planned.rate, progress
+        )
         manifest = _manifest(
-            name=name,
+            name=out.name,
             created_at=created_at,
             print_=print_,
-            rate=rate,
-            knobs=knobs,
-            settings=settings,
-            heldout=heldout,
+            planned=planned,
             inputs=inputs,
             options=options,
-            plan=plan,
-            pieces=pieces,
             files=files,
             notes=notes,
         )

@@ -8,21 +8,24 @@ import numpy as np
 import pytest
 
 from ampcap.dataset.quality import (
-    FLOOR_DBFS,
     channel_quality,
     clipped_runs,
     esr,
     repeatability_esr,
     rms,
-    to_dbfs,
 )
+from ampcap.levels import FLOOR_DB, dbfs
 
 
-def test_to_dbfs_and_floor() -> None:
-    assert to_dbfs(1.0) == 0.0
-    assert to_dbfs(0.1) == pytest.approx(-20.0)
-    assert to_dbfs(0.0) == FLOOR_DBFS
-    assert to_dbfs(1e-300) == FLOOR_DBFS
+def test_digital_silence_reports_the_floor_so_json_stays_finite() -> None:
+    quality = channel_quality(np.zeros(1000), slice(0, 500), slice(500, 1000))
+    assert quality.peak_dbfs == FLOOR_DB
+    assert quality.noise_floor_dbfs == FLOOR_DB
+    assert quality.signal_rms_dbfs == FLOOR_DB
+    assert quality.snr_db == 0.0
+    # Far below anything a recording holds, yet above the floor: a level, not silence.
+    tiny = channel_quality(np.full(1000, 1e-9), slice(0, 500), slice(500, 1000))
+    assert tiny.peak_dbfs == pytest.approx(-180.0)
 
 
 def test_a_single_touch_of_full_scale_is_not_clipping() -> None:
@@ -52,11 +55,11 @@ def test_channel_quality_known_values() -> None:
     x = np.concatenate([noise, tone + noise]) + 0.002
     quality = channel_quality(x, slice(0, 48000), slice(48000, 96000))
     # Noise floor: -80 dBFS of noise plus the 0.002 DC (-54 dBFS) the RMS includes.
-    assert quality.noise_floor_dbfs == pytest.approx(to_dbfs(math.hypot(1e-4, 0.002)), abs=0.05)
+    assert quality.noise_floor_dbfs == pytest.approx(dbfs(math.hypot(1e-4, 0.002)), abs=0.05)
     assert quality.signal_rms_dbfs == pytest.approx(20 * math.log10(0.5 / math.sqrt(2)), abs=0.01)
     assert quality.snr_db == pytest.approx(quality.signal_rms_dbfs - quality.noise_floor_dbfs)
     assert quality.dc_offset == pytest.approx(0.002 + 0.0, abs=2e-5)
-    assert quality.peak_dbfs == pytest.approx(to_dbfs(0.502), abs=0.01)
+    assert quality.peak_dbfs == pytest.approx(dbfs(0.502), abs=0.01)
     assert quality.clipping.runs == 0
 
 

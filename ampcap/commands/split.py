@@ -144,7 +144,7 @@ def split(
 
 
 def _summary(result: SplitResult) -> dict[str, Any]:
-    from ampcap.dataset.split_inputs import setting_label
+    from ampcap.labels import knob_label
     from ampcap.schema.dataset import SPLITS
 
     manifest = result.manifest
@@ -155,8 +155,8 @@ def _summary(result: SplitResult) -> dict[str, Any]:
         "dataset": str(result.folder),
         "manifest": str(result.folder / "manifest.json"),
         "sample_rate_hz": manifest.sample_rate_hz,
-        "settings": [setting_label(s) for s in manifest.settings],
-        "heldout": [setting_label(s) for s in manifest.heldout],
+        "settings": [knob_label(s) for s in manifest.settings],
+        "heldout": [knob_label(s) for s in manifest.heldout],
         "blocks": blocks,
         "frames": {split: files.frames for split, files in manifest.splits.items()},
         "minutes": manifest.minutes,
@@ -170,11 +170,11 @@ def _print_table(result: SplitResult) -> None:
     from rich.table import Table
 
     from ampcap.console import err
-    from ampcap.dataset.split_inputs import setting_label
+    from ampcap.labels import knob_label
     from ampcap.schema.dataset import SPLITS
 
     manifest = result.manifest
-    heldout = {setting_label(s) for s in manifest.heldout}
+    heldout = {knob_label(s) for s in manifest.heldout}
     table = Table(title=f"Dataset {manifest.name}: minutes of audio")
     table.add_column("setting")
     for split in SPLITS:
@@ -182,7 +182,7 @@ def _print_table(result: SplitResult) -> None:
     table.add_column("note")
     totals = dict.fromkeys(SPLITS, 0.0)
     for knobs in manifest.settings:
-        label = setting_label(knobs)
+        label = knob_label(knobs)
         cells = []
         for split in SPLITS:
             minutes = manifest.minutes.get(split, {}).get(label)
