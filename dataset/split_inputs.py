@@ -28,6 +28,7 @@ from ampcap.schema.alignment import (
 )
 from ampcap.schema.session import MANIFEST_NAME as SESSION_NAME
 from ampcap.schema.session import Knob, SessionManifest, Source, load_session
+from ampcap.settings import same_setting
 
 
 @dataclass(frozen=True)
@@ -54,10 +55,6 @@ class SessionInput:
     session_sha256: str
     alignment_sha256: str
     program_sha256: str
-
-
-def same_setting(a: dict[str, float], b: dict[str, float]) -> bool:
-    return a.keys() == b.keys() and all(math.isclose(a[k], b[k], abs_tol=1e-9) for k in a)
 
 
 def parse_holdout(text: str) -> tuple[str, float]:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
+import numpy as np
 import pytest
 from split_helpers import make_session
 
@@ -82,3 +84,39 @@ def test_plan_of_a_folder_that_is_not_an_aligned_session(tmp_path, cli) -> None:
     result = cli("plan", tmp_path, "--add", "1")
     assert result.code == 2
     assert "is not a capture session" in result.err_flat
+
+
+def test_plan_from_runs_measures_where_models_disagree(tmp_path, cli, monkeypatch) -> None:
+    import torch
+    from train_helpers import make_dataset
+
+    from ampcap.train.disagreement import esr_between
+
+    torch.set_num_threads(1)
+    monkeypatch.chdir(tmp_path)
+    make_dataset(Path("data"), settings=(0.0, 5.0, 10.0))
+    for seed in (0, 1):
+        trained = cli(
+            "train", "data", "--out", f"r{seed}", "--hidden", "4", "--epochs", "1",
+            "--seed", seed, "--device", "cpu",
+        )  # fmt: skip
+        assert trained.code == 0, trained.err
+    result = cli("plan", "r0", "r1", "--add", "2", "--json")
+    assert result.code == 0, result.err
+    plan = json.loads(result.out)
+    candidates = plan["candidates"]
+    # Three points in each of the two gaps; the suggestions are the largest disagreements,
+    # never two within half a gap of each other.
+    assert sorted(c["knobs"]["tone"] for c in candidates) == [1.25, 2.5, 3.75, 6.25, 7.5, 8.75]
+    ranked = sorted(candidates, key=lambda c: -c["disagreement_esr"])
+    assert plan["add"][0] == ranked[0]
+    assert all(c["disagreement_esr"] > 0 for c in candidates)
+    assert "models disagree" in plan["add"][0]["reason"]
+    # One run, or runs of different datasets, cannot be compared.
+    assert "data is not a run" in cli("plan", "r0", "r1", "data", "--add", "1").err_flat
+    assert "compares two or more runs" in cli("plan", "r0", "--add", "1").err_flat
+    make_dataset(Path("other"), seed=5)
+    assert cli("train", "other", "--out", "r2", "--hidden", "4", "--epochs", "1").code == 0
+    assert "trained on different datasets" in cli("plan", "r0", "r2", "--add", "1").err_flat
+    x = np.random.default_rng(0).standard_normal(100)
+    assert esr_between(x, x) == 0.0 and esr_between(x, -x) == pytest.approx(4.0)
