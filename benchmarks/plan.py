@@ -12,7 +12,9 @@ the four other positions of 7 uniform settings (1/6, 1/3, 2/3, 5/6, rounded to 4
 Four capture plans choose the settings a model is trained on:
 
 * 5 uniform (0, .25, .5, .75, 1), 7 uniform, 9 uniform (0, .125 .. 1);
-* 5 uniform + 2 planned: ``ampcap plan --add 2`` run on a session of the 5 uniform takes.
+* 5 uniform + 2 planned: ``ampcap plan --add 2`` run on a session of the 5 uniform takes;
+* 5 uniform + 2 from models: ``ampcap plan R0 R1 R2 --add 2`` on three models of the 5 uniform
+  settings trained with seeds 0, 1 and 2 (where they disagree most).
 
 Two tables per device:
 
@@ -24,6 +26,11 @@ Two tables per device:
    the real commands (``ampcap split --holdout`` every setting the plan did not record, then
    ``ampcap train``); test ESR at every one of the 17 settings, the worst unrecorded one, and
    the mean.
+3. **Does disagreement find the error?** The three 5-uniform models' disagreement at the 12
+   unrecorded settings against the seed-0 model's test ESR there: Spearman's rank correlation,
+   and whether the two largest disagreements sit where the two largest errors do.
+
+Runs already trained in ``--work`` (same plan, seed and minutes) are reused.
 
 Usage::
 
@@ -84,12 +91,42 @@ def build(work: Path, log: Path, key: str, positions: tuple[float, ...], name: s
     )
 
 
-def planned(session: Path, log: Path) -> tuple[float, ...]:
-    """The two positions ``ampcap plan --add 2`` suggests for a session, and its reasons."""
-    document = json.loads(sh(AMPCAP + ["plan", str(session), "--add", "2", "--json"], log))
+def planned(folders: list[Path], log: Path) -> dict:
+    """``ampcap plan FOLDERS --add 2 --json`` (a session, or runs); its reasons printed."""
+    document = json.loads(sh(AMPCAP + ["plan", *map(str, folders), "--add", "2", "--json"], log))
     for item in document["add"]:
         print(f"  plan: {item['label']}: {item['reason']}", file=sys.stderr)
+    return document
+
+
+def positions(document: dict) -> tuple[float, ...]:
     return tuple(item["knobs"][KNOB] for item in document["add"])
+
+
+def trained(data: Path, out: Path, minutes: float, log: Path, *extra: str) -> dict:
+    """``ampcap train`` unless ``out`` holds a finished run of the same minutes and seed."""
+    marker = out / "bench.json"
+    key = {"minutes": minutes, "extra": list(extra)}
+    if marker.exists() and json.loads(marker.read_text())["key"] == key:
+        return json.loads(marker.read_text())["document"]
+    if not extra and (out / "run.json").exists():  # a seed-0 run this benchmark made earlier
+        run = json.loads((out / "run.json").read_text())
+        config = run["train_config"]
+        if (
+            config.get("minutes") == minutes
+            and config.get("seed") == 0
+            and run["summary"].get("test_esr") is not None
+        ):
+            return json.loads(sh(AMPCAP + ["report", str(out), "--json"], log))
+    shutil.rmtree(out, ignore_errors=True)
+    document = train(data, out, minutes, log, *extra)
+    marker.write_text(json.dumps({"key": key, "document": document}))
+    return document
+
+
+def spearman(a: list[float], b: list[float]) -> float:
+    ra, rb = np.argsort(np.argsort(a)), np.argsort(np.argsort(b))
+    return float(np.corrcoef(ra, rb)[0, 1])
 
 
 def outputs_by_position(session: Path) -> dict[float, np.ndarray]:
@@ -171,7 +208,7 @@ def train_table(
 def run_device_plans(work: Path, log: Path, key: str, minutes: float, jobs: int, do_train: bool):
     print(f"{key}: recording 5 uniform settings and planning 2 more", file=sys.stderr)
     five = tuple(k / 4 for k in range(5))
-    planned_two = planned(build(work, log, key, five, f"{key}-5"), log)
+    planned_two = positions(planned([build(work, log, key, five, f"{key}-5")], log))
     plans = {
         "5 uniform": five,
         "7 uniform": UNIFORM7,
@@ -179,35 +216,96 @@ def run_device_plans(work: Path, log: Path, key: str, minutes: float, jobs: int,
         "5 uniform + 2 planned": five + planned_two,
     }
     extra = tuple(p for p in UNIFORM7 + planned_two if not any(abs(p - g) < 1e-6 for g in GRID))
-    print(f"{key}: recording {len(GRID) + len(extra)} settings", file=sys.stderr)
-    session = build(work, log, key, tuple(sorted(GRID + extra)), key)
-    sections = [mix_table(key, plans, outputs_by_position(session))]
-    print(sections[0], file=sys.stderr)
+    session = work / "captures" / key
+    everything = tuple(sorted(GRID + extra))
+    if not _holds(session, everything):
+        print(f"{key}: recording {len(everything)} settings", file=sys.stderr)
+        build(work, log, key, everything, key)
+    outputs = outputs_by_position(session)
     if not do_train:
-        return sections
-    positions = sorted(GRID + extra)
+        return [mix_table(key, plans, outputs)]
+
+    def dataset(name: str, recorded: tuple[float, ...]) -> Path:
+        """The plan's dataset: every setting it did not record held out (made once)."""
+        data = work / "data" / f"{key}-{name.replace(' ', '').replace('+', 'p')}"
+        if not (data / "manifest.json").exists():
+            held = [p for p in everything if not any(abs(p - r) < 1e-6 for r in recorded)]
+            args = AMPCAP + ["split", str(session), "--out", str(data), "--val", "0.15"]
+            args += ["--test", "0.15", "--seed", "0"]
+            for p in held:
+                args += ["--holdout", label(p)]
+            sh(args, log)
+        return data
 
     def one(item):
-        name, recorded = item
-        held = [p for p in positions if not any(abs(p - r) < 1e-6 for r in recorded)]
-        tag = name.replace(" ", "").replace("+", "p")
-        data = work / "data" / f"{key}-{tag}"
-        shutil.rmtree(data, ignore_errors=True)
-        args = AMPCAP + ["split", str(session), "--out", str(data), "--val", "0.15"]
-        args += ["--test", "0.15", "--seed", "0"]
-        for p in held:
-            args += ["--holdout", label(p)]
-        sh(args, log)
+        name, recorded, seed = item
+        tag = name.replace(" ", "").replace("+", "p") + (f"-s{seed}" if seed else "")
+        data = dataset(name, recorded)
         out = work / "runs" / f"{key}-{tag}"
-        shutil.rmtree(out, ignore_errors=True)
-        print(f"{key}: training {name} ({minutes:g} min)", file=sys.stderr)
-        return name, train(data, out, minutes, log)
+        print(f"{key}: training {name}, seed {seed} ({minutes:g} min)", file=sys.stderr)
+        seed_args = ("--seed", str(seed)) if seed else ()
+        return (name, seed), trained(data, out, minutes, log, *seed_args), out
 
+    # The three seeds of the 5 uniform plan share one dataset: split before the pool starts.
+    for name, recorded in plans.items():
+        dataset(name, recorded)
+    first = [(n, r, 0) for n, r in plans.items()] + [("5 uniform", five, s) for s in (1, 2)]
     with ThreadPoolExecutor(max_workers=jobs) as pool:
-        results = dict(pool.map(one, plans.items()))
-    sections.append(train_table(key, plans, results, minutes))
-    print(sections[-1], file=sys.stderr)
+        done = list(pool.map(one, first))
+    results = {k: d for k, d, _ in done}
+    seeds = [out for (n, _), _, out in sorted(done, key=lambda r: r[0][1]) if n == "5 uniform"]
+    by_models = planned(seeds, log)
+    plans["5 uniform + 2 from models"] = five + positions(by_models)
+    name = "5 uniform + 2 from models"
+    if not _holds(session, tuple(sorted(set(everything) | set(plans[name])))):
+        sys.exit(f"{key}: the models' plan left the recorded grid: {plans[name]}")
+    (_, document, _) = one((name, plans[name], 0))
+    results[(name, 0)] = document
+    sections = [mix_table(key, plans, outputs)]
+    sections.append(train_table(key, plans, {n: results[(n, 0)] for n in plans}, minutes))
+    sections.append(disagreement_table(key, by_models, results[("5 uniform", 0)]))
+    for section in sections:
+        print(section, file=sys.stderr)
     return sections
+
+
+def _holds(session: Path, wanted: tuple[float, ...]) -> bool:
+    """Whether ``session`` already holds aligned takes at exactly ``wanted``."""
+    from ampcap.schema.session import load_session
+
+    try:
+        held = sorted(t.knobs[KNOB] for t in load_session(session).takes)
+    except Exception:  # no session yet, or another knob plan
+        return False
+    return (session / "aligned" / "alignment.json").exists() and np.allclose(held, sorted(wanted))
+
+
+def disagreement_table(key: str, document: dict, seed0: dict) -> str:
+    rows = {r["setting"]: r["esr"] for r in seed0["test"]["settings"]}
+    points = [(c["knobs"][KNOB], c["disagreement_esr"]) for c in document["candidates"]]
+    errors = [rows[label(p)] for p, _ in points]
+    agree = [d for _, d in points]
+    ranked = sorted(zip((p for p, _ in points), errors, strict=True), key=lambda x: -x[1])
+    top_error = {p for p, _ in ranked[:2]}
+    top_agree = {p for p, _ in sorted(points, key=lambda x: -x[1])[:2]}
+    lines = [
+        f"### {DEVICES[key]}: where three 5-uniform models (seeds 0-2) disagree, against the "
+        "seed-0 model's error",
+        "",
+        "| setting | disagreement (ESR) | test ESR, seed 0 |",
+        "|---|---:|---:|",
+    ]
+    for (p, d), e in zip(points, errors, strict=True):
+        lines.append(f"| {p:g} | {percent(d)} | {percent(e)} |")
+    lines += [
+        "",
+        f"At the trained settings the models disagree {percent(document['trained_disagreement_esr'])}. "
+        f"Spearman's rank correlation between disagreement and error over the "
+        f"{len(points)} unrecorded settings: {spearman(agree, errors):+.2f}; the two largest "
+        f"disagreements ({', '.join(f'{p:g}' for p in sorted(top_agree))}) against the two "
+        f"largest errors ({', '.join(f'{p:g}' for p in sorted(top_error))}).",
+    ]
+    return "\n".join(lines)
 
 
 def main() -> None:
