@@ -182,6 +182,13 @@ def show_session_report(folder: str | Path, as_json: bool = False) -> Path:
     return path
 
 
+def report_session_html(folder: str | Path) -> Path:
+    """Write ``<folder>/report/index.html`` of an aligned session without printing; its path."""
+    folder = Path(folder)
+    document = session_report_document(folder)
+    return write_session_report(folder, load_session(folder), load_alignment(folder), document)
+
+
 def write_session_report(
     folder: Path,
     session: SessionManifest,

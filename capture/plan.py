@@ -14,6 +14,7 @@ from __future__ import annotations
 import itertools
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -154,3 +155,44 @@ def make_plan(
             raise UsageError("--plan lhs needs --takes N (how many settings to record).")
         return lhs_plan(knobs, takes, seed)
     raise UsageError(f"--plan {plan!r} is not one of {', '.join(PLANS)}.")
+
+
+def knob_ranges(rig: Any, knobs: tuple[str, ...], ranges: tuple[str, ...]) -> list[KnobRange]:
+    """The range each knob's plan covers: ``ranges`` holds ``"MIN:MAX"`` per knob in order or
+    ``"NAME=MIN:MAX"``; a knob without one gets its dial range in the rig (or 0..10).
+
+    Raises
+    ------
+    UsageError
+        A range naming a knob that is not planned, more ranges than knobs, or a bad range.
+    """
+    from ampcap.capture.knobs import knob_settings
+
+    named: dict[str, tuple[float, float]] = {}
+    ordered: list[tuple[float, float]] = []
+    for text in ranges:
+        name, sep, span = text.partition("=")
+        if sep:
+            if name not in knobs:
+                raise UsageError(
+                    f"--range {text!r} names knob {name!r}, which is not among the "
+                    f"--knob options ({', '.join(knobs)})."
+                )
+            named[name] = parse_range(span)
+        else:
+            ordered.append(parse_range(text))
+    if len(ordered) + len(named) > len(knobs):
+        raise UsageError(
+            f"{len(ranges)} --range options for {len(knobs)} --knob option(s); give "
+            "one --range per knob, in the same order (or as NAME=MIN:MAX)."
+        )
+    result = []
+    unnamed = iter(ordered)
+    for name in knobs:
+        if name in named:
+            low, high = named[name]
+        else:
+            settings = knob_settings(rig, name)
+            low, high = next(unnamed, (settings.minimum, settings.maximum))
+        result.append(KnobRange(name, low, high))
+    return result

@@ -123,21 +123,19 @@ def align(
 
 
 def _align_session(folder: Path, max_latency_seconds: float, as_json: bool) -> None:
+    from ampcap.api import align
     from ampcap.console import err, print_json, progress
-    from ampcap.dataset.align import align_session
-    from ampcap.outputs import folder_lock
     from ampcap.report_session import print_alignment
     from ampcap.schema.session import load_session
 
     total = len(load_session(folder).takes)
-    click.get_current_context().with_resource(folder_lock(folder, "align"))
     with progress(transient=True) as bar:
         task = bar.add_task("aligning takes", total=total)
 
         def advance(done: int, _total: int, stem: str) -> None:
             bar.update(task, completed=done, description=f"aligned {stem}")
 
-        manifest = align_session(folder, progress=advance, max_latency_seconds=max_latency_seconds)
+        manifest = align(folder, on_progress=advance, max_latency_seconds=max_latency_seconds)
     print_alignment(manifest, f"Alignment of {folder}")
     report = folder / "aligned" / "alignment.json"
     err.print(f"Aligned pairs and {report} written. See the plots with `ampcap report {folder}`.")
@@ -187,18 +185,15 @@ def _align_files(
     max_latency_seconds: float,
     as_json: bool,
 ) -> None:
+    from ampcap.api import align_files
     from ampcap.console import err, print_json
-    from ampcap.dataset.pairs import align_files
-    from ampcap.outputs import output_lock
 
-    # The pair is written beside the output unless --out says where.
-    click.get_current_context().with_resource(output_lock(out_path or output_path, "align"))
     with err.status("measuring latency and drift"):
         result = align_files(
             input_path,
             output_path,
-            loopback_path,
-            out_path=out_path,
+            loopback=loopback_path,
+            out=out_path,
             max_latency_seconds=max_latency_seconds,
         )
     _print_file_table(result)

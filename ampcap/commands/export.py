@@ -51,22 +51,6 @@ def parse_knob_values(items: tuple[str, ...]) -> dict[str, float]:
     return values
 
 
-def _checkpoint_path(run: Path) -> Path:
-    from ampcap.schema.run import BEST_MODEL
-
-    if run.is_dir():
-        path = run / BEST_MODEL
-        if not path.is_file():
-            raise UsageError(
-                f"{run} has no {BEST_MODEL}; give a run folder made by `ampcap train` (or a .pt "
-                "checkpoint)."
-            )
-        return path
-    if not run.is_file():
-        raise UsageError(f"{run} does not exist; give a run folder made by `ampcap train`.")
-    return run
-
-
 @click.command()
 @click.argument("run", type=click.Path(path_type=Path))
 @click.option(
@@ -120,32 +104,15 @@ def export(
       ampcap export runs/demo --format aidax --out ~/aidax/ht1.json
       ampcap export runs/demo --format proteus --json
     """
+    from ampcap.api import export as export_run
     from ampcap.console import info, print_json, warn
-    from ampcap.labels import describe, knob_label
-    from ampcap.outputs import check_output_file, output_lock
-    from ampcap.schema.run import EXPORTS_DIR
-    from ampcap.train.checkpoint import load_model
-    from ampcap.train.export import default_file_name, export_model
-    from ampcap.train.nam import NamMetadata
+    from ampcap.labels import describe
 
     values = parse_knob_values(knob_values)
-    checkpoint_path = _checkpoint_path(run)
-    stem = (run if run.is_dir() else checkpoint_path.parent).resolve().name
-    if out is None:
-        base = run if run.is_dir() else checkpoint_path.parent
-        out = base / EXPORTS_DIR / default_file_name(stem, fmt, values)
-    check_output_file(out, (checkpoint_path,), option="--out", models_ok=True)
-    model, checkpoint = load_model(checkpoint_path)
-    metadata = NamMetadata(
-        name=name or f"{stem} {knob_label(values)}".strip(),
-        modeled_by=modeled_by,
-        gear_make=gear_make,
-        gear_model=gear_model,
-        gear_type=gear_type,
-        tone_type=tone_type,
-    )
-    with output_lock(out, "export"):
-        result = export_model(model, checkpoint, fmt, out, values, metadata)
+    result = export_run(
+        run, fmt, knobs=values, out=out, name=name, modeled_by=modeled_by, gear_make=gear_make,
+        gear_model=gear_model, gear_type=gear_type, tone_type=tone_type,
+    )  # fmt: skip
     for note in result.warnings:
         warn(note)
     if as_json:

@@ -65,27 +65,16 @@ def plan(folders: tuple[Path, ...], add: int, out: Path | None, as_json: bool) -
                 "Nothing was changed."
             )
         probe_folder(out.parent, shown=out)
-    runs = all((f / "run.json").exists() for f in folders)
-    if not runs and len(folders) > 1:
-        raise UsageError(
-            "Give one capture session, or two or more training runs (folders with run.json); "
-            f"{', '.join(str(f) for f in folders if not (f / 'run.json').exists())} "
-            "is not a run."
-        )
+    from ampcap.api import plan as plan_next
+
     with progress(transient=True) as bar:
         task = bar.add_task("measuring", total=None)
 
         def step(done: int, total: int) -> None:
             bar.update(task, completed=done, total=total)
 
-        if runs:
-            from ampcap.train.disagreement import plan_from_runs
-
-            result = plan_from_runs(folders, add, on_step=step)
-        else:
-            from ampcap.dataset.plan import plan_session
-
-            result = plan_session(folders[0], add, on_take=step)
+        result = plan_next(folders, add, on_progress=step)
+    runs = hasattr(result, "runs")
     document = result.to_dict()
     if out is not None:
         atomic_write_json(out, document)

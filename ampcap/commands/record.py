@@ -97,40 +97,6 @@ class LiveMeter:
         )
 
 
-def _knob_ranges(rig: Any, knobs: tuple[str, ...], ranges: tuple[str, ...]) -> list[Any]:
-    from ampcap.capture.knobs import knob_settings
-    from ampcap.capture.plan import KnobRange, parse_range
-
-    named: dict[str, tuple[float, float]] = {}
-    ordered: list[tuple[float, float]] = []
-    for text in ranges:
-        name, sep, span = text.partition("=")
-        if sep:
-            if name not in knobs:
-                raise UsageError(
-                    f"--range {text!r} names knob {name!r}, which is not among the "
-                    f"--knob options ({', '.join(knobs)})."
-                )
-            named[name] = parse_range(span)
-        else:
-            ordered.append(parse_range(text))
-    if len(ordered) + len(named) > len(knobs):
-        raise UsageError(
-            f"{len(ranges)} --range options for {len(knobs)} --knob option(s); give "
-            "one --range per knob, in the same order (or as NAME=MIN:MAX)."
-        )
-    result = []
-    unnamed = iter(ordered)
-    for name in knobs:
-        if name in named:
-            low, high = named[name]
-        else:
-            settings = knob_settings(rig, name)
-            low, high = next(unnamed, (settings.minimum, settings.maximum))
-        result.append(KnobRange(name, low, high))
-    return result
-
-
 def _summary(result: SessionResult) -> dict[str, Any]:
     manifest = result.manifest
     return {
@@ -334,9 +300,9 @@ def record(
       ampcap record --rig motu --out captures/ht1 --add-settings isf=3.75 --add-settings isf=6.25
       ampcap record --rig motu --out captures/ht1 --plan-file plan.json
     """
-    from ampcap.capture.plan import make_plan
-    from ampcap.capture.rig import list_rigs, load_rig
-    from ampcap.capture.session import RecordRequest, record_session
+    from ampcap.api import record_request
+    from ampcap.capture.rig import list_rigs
+    from ampcap.capture.session import record_session
     from ampcap.console import err
     from ampcap.outputs import folder_lock
 
@@ -351,36 +317,17 @@ def record(
         raise UsageError(
             "Missing --out DIR: the session folder to record into, for example --out captures/demo."
         )
-    rig = load_rig(rig_name).with_device(device)
     if add_settings or plan_file is not None:
-        _add_to_session(rig, out, add_settings, plan_file, device, assume_yes, retake, as_json)
+        _add_to_session(rig_name, out, add_settings, plan_file, device, assume_yes, retake, as_json)
         return
-    if not knobs:
-        if len(rig.knobs) == 1:
-            knobs = tuple(rig.knobs)
-        else:
-            known = f" (the rig knows {', '.join(rig.knobs)})" if rig.knobs else ""
-            raise UsageError(
-                f"Missing --knob NAME: which knob to step through{known}. For "
-                "example --knob isf --steps 5."
-            )
-    knob_ranges = _knob_ranges(rig, knobs, ranges)
-    plan = make_plan(knob_ranges, plan_kind, steps, takes, seed)
-    request = RecordRequest(
-        rig=rig,
-        knobs=knob_ranges,
-        plan=plan,
-        out=out,
-        di_specs=list(di_files),
-        di_seconds=di_seconds,
-        seed=seed,
-        retake=retake,
+    request = record_request(
+        rig_name, out, knobs=knobs, steps=steps, ranges=ranges, plan=plan_kind, takes=takes,
+        di=di_files, di_seconds=di_seconds, device=device, seed=seed, retake=retake,
         assume_yes=assume_yes,
-        device_override=device,
-    )
+    )  # fmt: skip
     # Held until the command ends; a second writer of this session is refused.
     click.get_current_context().with_resource(folder_lock(out, "record"))
-    err.print(f"Recording {len(plan)} take(s) through rig {rig.name} into {out}")
+    err.print(f"Recording {len(request.plan)} take(s) through rig {request.rig.name} into {out}")
     _report(record_session(request, monitor=LiveMeter(), say=err.print), out, as_json)
 
 
@@ -417,7 +364,7 @@ _NEW_SESSION_OPTIONS = {
 
 
 def _add_to_session(
-    rig: Any,
+    rig_name: str,
     out: Path,
     add_settings: tuple[str, ...],
     plan_file: Path | None,
@@ -427,9 +374,10 @@ def _add_to_session(
     as_json: bool,
 ) -> None:
     """``--add-settings`` / ``--plan-file``: more takes into the session in ``out``."""
-    from ampcap.capture.extend import add_to_session, parse_added_settings, settings_from_plan_file
+    from ampcap.api import add_takes
+    from ampcap.capture.extend import parse_added_settings, settings_from_plan_file
+    from ampcap.capture.rig import load_rig
     from ampcap.console import err
-    from ampcap.outputs import folder_lock
 
     ctx = click.get_current_context()
     given = [
@@ -446,15 +394,10 @@ def _add_to_session(
     settings = parse_added_settings(add_settings)
     if plan_file is not None:
         settings += settings_from_plan_file(plan_file)
-    ctx.with_resource(folder_lock(out, "record"))
+    rig = load_rig(rig_name).with_device(device)
     err.print(f"Adding {len(settings)} take(s) through rig {rig.name} to {out}")
-    result = add_to_session(
-        rig,
-        out,
-        settings,
-        assume_yes=assume_yes,
-        device_override=device,
-        monitor=LiveMeter(),
+    result = add_takes(
+        rig_name, out, settings, device=device, assume_yes=assume_yes, monitor=LiveMeter(),
         say=err.print,
-    )
+    )  # fmt: skip
     _report(result, out, as_json)

@@ -104,30 +104,20 @@ def split(
       ampcap split captures/demo --out data/demo --block-seconds 1 --export coreaudioml
       ampcap split captures/demo --out data/demo --export nam --json
     """
+    from ampcap.api import split as split_sessions
     from ampcap.console import err, print_json, progress, warn
-    from ampcap.dataset.split_inputs import parse_holdout
-    from ampcap.dataset.split_write import SplitOptions, build_dataset
-    from ampcap.outputs import check_output_folder, folder_lock
 
-    check_output_folder(out, sessions, option="--out")
-    click.get_current_context().with_resource(folder_lock(out, "split"))
-    options = SplitOptions(
-        val=val,
-        test=test,
-        block_seconds=block_seconds,
-        guard_ms=guard_ms,
-        holdout=tuple(parse_holdout(h) for h in holdout),
-        seed=seed,
-        allow_warnings=allow_warnings,
-        exports=tuple(dict.fromkeys(exports)),
-    )
     with progress(transient=True) as bar:
         task = bar.add_task("Writing splits", total=None)
 
         def advance(done: int, total: int) -> None:
             bar.update(task, completed=done, total=total)
 
-        result = build_dataset(sessions, out, options, progress=advance)
+        result = split_sessions(
+            sessions, out, val=val, test=test, block_seconds=block_seconds, guard_ms=guard_ms,
+            holdout=holdout, seed=seed, allow_warnings=allow_warnings, exports=exports,
+            on_progress=advance,
+        )  # fmt: skip
     for note in result.notes:
         warn(note)
     if as_json:
