@@ -184,20 +184,43 @@ def _plot_curves(history: dict[str, Any], path: Path) -> None:
 
 
 def _plot_settings(test: dict[str, Any], path: Path) -> None:
+    """Test ESR against the knob's position (one knob), recorded settings filled and held-out
+    ones hollow, so the error between recordings shows; bars per setting for several knobs."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     rows = test["settings"]
-    fig, ax = plt.subplots(figsize=(max(4.0, 1.1 * len(rows) + 2), 3.4))
-    colours = ["tab:orange" if r["heldout"] else "tab:blue" for r in rows]
-    ax.bar([r["setting"] for r in rows], [100 * r["esr"] for r in rows], color=colours)
+    names = sorted({name for r in rows for name in r.get("knobs", {})})
+    if len(names) == 1:
+        fig, ax = plt.subplots(figsize=(6.4, 3.4))
+        ordered = sorted(rows, key=lambda r: r["knobs"][names[0]])
+        ax.plot([r["knobs"][names[0]] for r in ordered], [100 * r["esr"] for r in ordered],
+                color="0.6", lw=1, zorder=1)  # fmt: skip
+        for heldout, style in ((False, "tab:blue"), (True, "none")):
+            chosen = [r for r in ordered if bool(r["heldout"]) == heldout]
+            if not chosen:
+                continue
+            ax.scatter(
+                [r["knobs"][names[0]] for r in chosen],
+                [100 * r["esr"] for r in chosen],
+                facecolors=style,
+                edgecolors="tab:orange" if heldout else "tab:blue",
+                zorder=2,
+                label="held out (not trained on)" if heldout else "trained on",
+            )
+        ax.set_xlabel(names[0])
+        ax.set_title("test ESR against the knob")
+    else:
+        fig, ax = plt.subplots(figsize=(max(4.0, 1.1 * len(rows) + 2), 3.4))
+        colours = ["tab:orange" if r["heldout"] else "tab:blue" for r in rows]
+        ax.bar([r["setting"] for r in rows], [100 * r["esr"] for r in rows], color=colours)
+        ax.set_title("test ESR per knob setting (orange: held out)")
     if test.get("esr") is not None and math.isfinite(test["esr"]):
         ax.axhline(100 * test["esr"], color="k", lw=1, ls="--", label="pooled")
-        ax.legend()
+    ax.legend(fontsize=8)
     ax.set_ylabel("test ESR (%)")
-    ax.set_title("test ESR per knob setting (orange: held out)")
     fig.tight_layout()
     with atomic_output(path) as tmp:
         fig.savefig(tmp, dpi=100)
