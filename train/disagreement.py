@@ -186,12 +186,7 @@ def plan_from_runs(
     trained = [
         s for s in manifest.settings if not any(same_setting(s, h) for h in manifest.heldout)
     ]
-    names = [k.name for k in manifest.knobs]
-    gaps = [
-        (knob, trained[i], trained[j])
-        for knob, order in runs_along_knobs(trained, names)
-        for i, j in zip(order, order[1:], strict=False)
-    ]
+    gaps = _gaps(trained, [k.name for k in manifest.knobs])
     if not gaps:
         raise DatasetError(
             f"The runs were trained on {len(trained)} setting(s) with no two differing in one "
@@ -230,6 +225,17 @@ def plan_from_runs(
         candidates=tuple(candidates),
         suggestions=tuple(suggestions),
     )
+
+
+def _gaps(
+    trained: Sequence[dict[str, float]], names: Sequence[str]
+) -> list[tuple[str, dict[str, float], dict[str, float]]]:
+    """Every pair of neighbouring trained settings: ``(knob, low, high)``."""
+    return [
+        (knob, trained[i], trained[j])
+        for knob, order in runs_along_knobs(trained, names)
+        for i, j in zip(order, order[1:], strict=False)
+    ]
 
 
 def _choose(candidates: Sequence[Candidate], add: int) -> list[Candidate]:
