@@ -29,16 +29,13 @@ from ampcap.commands.options import count, json_option
 def plan(folders: tuple[Path, ...], add: int, out: Path | None, as_json: bool) -> None:
     """Suggest the knob settings worth recording next, from a session or from trained models.
 
-    \b
     FOLDERS is one capture session (recorded and aligned), or two or more training runs of
     the same dataset trained with different --seed.
 
-    \b
     From a session: every take plays the same DI, so ampcap measures how much the device's
     output changes between neighbouring recorded settings (an ESR, pre-emphasised as in
     training). The largest change is the gap to fill, and its middle the setting to record.
 
-    \b
     From runs: the models render the dataset's validation input at points inside each gap
     between the trained settings; where they disagree most, the recordings pin the device down
     least, and that is the setting to record.
