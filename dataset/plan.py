@@ -25,7 +25,7 @@ With several knobs, the neighbours of a setting are along one knob with the othe
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -176,6 +176,9 @@ def plan_session(
     if add < 1:
         raise DatasetError(f"The number of settings to suggest must be 1 or more, not {add}.")
     session, _ = load_session_input(folder, 0, allow_warnings=True)
+    # A take whose alignment failed may not line up with the others: its changes would be
+    # the misalignment's, not the device's.
+    session = replace(session, takes=tuple(t for t in session.takes if t.verdict != "failed"))
     settings = [dict(t.knobs) for t in session.takes]
     runs = runs_along_knobs(settings, [k.name for k in session.knobs])
     if not runs:

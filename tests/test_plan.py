@@ -120,3 +120,11 @@ def test_plan_from_runs_measures_where_models_disagree(tmp_path, cli, monkeypatc
     assert "trained on different datasets" in cli("plan", "r0", "r2", "--add", "1").err_flat
     x = np.random.default_rng(0).standard_normal(100)
     assert esr_between(x, x) == 0.0 and esr_between(x, -x) == pytest.approx(4.0)
+
+
+def test_plan_leaves_out_takes_whose_alignment_failed(tmp_path, cli) -> None:
+    settings = ({"isf": 0.0}, {"isf": 5.0}, {"isf": 10.0})
+    session = make_session(tmp_path / "s", settings=settings, verdicts=["ok", "failed", "ok"])
+    plan = json.loads(cli("plan", session, "--add", "1", "--json").out)
+    assert plan["recorded"] == [{"isf": 0.0}, {"isf": 10.0}]
+    assert plan["add"][0]["knobs"] == {"isf": 5.0}
