@@ -139,13 +139,17 @@ def _validation_audio(dataset: Path, manifest: DatasetManifest, seconds: float) 
 
 
 def disagreement_at(
-    models: Sequence, audio: np.ndarray, knobs: Sequence, setting: dict[str, float], rate: int
+    models: Sequence,
+    audio: np.ndarray,
+    knobs: Sequence,
+    setting: dict[str, float],
+    sample_rate_hz: int,
 ) -> float:
     """Mean pairwise ESR between the models' renders of ``audio`` at ``setting``."""
     from ampcap.train.render import render
 
     normalised = [k.normalise(setting[k.name]) for k in knobs]
-    outputs = [render(m.model, audio, normalised, sample_rate_hz=rate) for m in models]
+    outputs = [render(m.model, audio, normalised, sample_rate_hz=sample_rate_hz) for m in models]
     return float(np.mean([esr_between(a, b) for a, b in combinations(outputs, 2)]))
 
 
