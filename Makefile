@@ -69,3 +69,4 @@ bench: install bench-deps
 	$(PY) benchmarks/split.py
 	$(PY) benchmarks/capture.py
 	$(PY) benchmarks/train.py
+	$(PY) benchmarks/plan.py
