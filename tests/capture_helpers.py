@@ -1,4 +1,4 @@
-"""Helpers for the capture tests: run the CLI in-process, small rigs, scripted engines."""
+"""Helpers for the capture tests: record arguments, small rigs, scripted engines."""
 
 from __future__ import annotations
 
@@ -8,28 +8,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from ampcap.capture.engine import TakeResult
 from ampcap.capture.virtual import VirtualEngine
-from ampcap.cli import main
 from ampcap.schema.session import Take
-
-
-def run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    """Run ``ampcap ARGS`` in this process; returns (exit status, stdout, stderr).
-
-    Standard input is not a terminal under pytest, exactly as in a script.
-    """
-    capsys.readouterr()
-    try:
-        main(list(args))
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    else:
-        code = 0
-    captured = capsys.readouterr()
-    return code, captured.out, " ".join(captured.err.split())
 
 
 def record_args(out: Path, *extra: str, seconds: str = "3") -> list[str]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import pytest
 import torch
 
 from ampcap.files import write_audio
@@ -132,16 +131,3 @@ def make_run(
 def write_wav(path: Path, audio: np.ndarray, rate: int = RATE_HZ) -> Path:
     write_audio(path, audio, rate)
     return path
-
-
-def run_cli(capsys: pytest.CaptureFixture[str], *args: object) -> tuple[int, str, str]:
-    """Run ``ampcap ARGS`` in-process through the console script's entry point.
-
-    Returns (exit status, stdout, stderr); user errors give status 2 and one message.
-    """
-    from ampcap.cli import main
-
-    with pytest.raises(SystemExit) as exit_info:
-        main([str(a) for a in args])
-    captured = capsys.readouterr()
-    return int(exit_info.value.code or 0), captured.out, captured.err

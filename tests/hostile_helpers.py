@@ -7,63 +7,23 @@ and file holds what ampcap really writes (checksums included).
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import io
 import json
-import os
 import shutil
-import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import soundfile as sf
 
-from ampcap.cli import main
-
 AMPCAP = [sys.executable, "-m", "ampcap"]
 
 
-def run_ampcap(*args: str | Path, cwd: Path | None = None) -> tuple[int, str]:
-    """Run the CLI in this process; returns (exit status, stderr and stdout, whitespace folded).
-
-    The console writes to whatever ``sys.stderr`` is at the time, so redirecting it captures
-    every message; an internal error would print its own paragraph and exit 1.
-    """
-    buffer = io.StringIO()
-    old = Path.cwd()
-    try:
-        if cwd is not None:
-            os.chdir(cwd)
-        with contextlib.redirect_stderr(buffer), contextlib.redirect_stdout(buffer):
-            try:
-                main([str(a) for a in args])
-            except SystemExit as exc:
-                code = exc.code if isinstance(exc.code, int) else 1
-            else:
-                code = 0
-    finally:
-        os.chdir(old)
-    return code, " ".join(buffer.getvalue().split())
-
-
-def run_subprocess(*args: str | Path, cwd: Path, timeout: float = 120) -> tuple[int, str]:
-    """Run ``python -m ampcap ARGS`` as its own process; returns (exit status, all output)."""
-    result = subprocess.run(
-        [*AMPCAP, *map(str, args)],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env={**os.environ, "AMPCAP_DEBUG": ""},
-    )
-    return result.returncode, result.stderr + result.stdout
-
-
-def build_pipeline(root: Path) -> Path:
-    """``root/{cap,data,run}`` made by the real commands; returns ``root``."""
+def build_pipeline(root: Path, ampcap: Callable[..., Any]) -> Path:
+    """``root/{cap,data,run}`` made by the real commands, run through ``ampcap`` (the
+    ``cli`` or ``ampcap_process`` fixture); returns ``root``."""
     steps = [
         ("record", "--rig", "virtual", "--knob", "isf", "--steps", "2", "--out", "cap")
         + ("--di-seconds", "4", "--yes"),
@@ -72,8 +32,8 @@ def build_pipeline(root: Path) -> Path:
         ("train", "data", "--out", "run", "--epochs", "2", "--hidden", "8"),
     ]
     for step in steps:
-        code, output = run_ampcap(*step, cwd=root)
-        assert code == 0, (step, output)
+        result = ampcap(*step, cwd=root)
+        assert result.code == 0, (step, result.output_flat)
     return root
 
 

@@ -6,7 +6,7 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -95,21 +95,6 @@ def record_args(rig: Path, out: Path, di: Path, steps: int = 2, *extra: str) -> 
         "--yes",
         *extra,
     ]
-
-
-def run_ampcap(
-    args: Sequence[str], env: Mapping[str, str], timeout: float = RECORD_TIMEOUT_S, **kwargs: object
-) -> subprocess.CompletedProcess[str]:
-    """Run ampcap to completion with no standard input, as CI does."""
-    return subprocess.run(
-        [*ampcap_command(), *args],
-        env=dict(env),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        stdin=subprocess.DEVNULL,
-        **kwargs,
-    )
 
 
 def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:

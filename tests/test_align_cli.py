@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -23,17 +20,7 @@ from align_helpers import (
 from ampcap.dataset.coherence import track_coherent
 from ampcap.files import read_audio, sha256_file, write_audio
 
-
-def run_ampcap(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "ampcap", *args],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        env={**os.environ, "COLUMNS": "100"},
-        check=False,
-        stdin=subprocess.DEVNULL,
-    )
+TERMINAL = {"COLUMNS": "100"}  # the width the tables and messages are checked at
 
 
 @pytest.fixture(scope="module")
@@ -45,11 +32,13 @@ def session(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
-def test_align_session_json_and_table(session: Path) -> None:
+def test_align_session_json_and_table(ampcap_process, session: Path) -> None:
     before = {p.name: sha256_file(p) for p in (session / "takes").iterdir()}
-    result = run_ampcap("align", "captures/demo", "--json", cwd=session.parents[1])
-    assert result.returncode == 0, result.stderr
-    document = json.loads(result.stdout)  # stdout holds exactly one JSON document
+    result = ampcap_process(
+        "align", "captures/demo", "--json", cwd=session.parents[1], env=TERMINAL
+    )
+    assert result.code == 0, result.err
+    document = json.loads(result.out)  # stdout holds exactly one JSON document
     assert document["alignment"] == "captures/demo/aligned/alignment.json"
     assert [t["verdict"] for t in document["takes"]] == ["ok", "ok"]
     for take in document["takes"]:
@@ -59,12 +48,12 @@ def test_align_session_json_and_table(session: Path) -> None:
         pair, _ = read_audio(session / take["file"])
         assert pair.shape[1] == 2
     # The table and the pointer to the report go to stderr.
-    assert "isf=10" in result.stderr and "ok" in result.stderr
-    assert "ampcap report captures/demo" in " ".join(result.stderr.split())
+    assert "isf=10" in result.err and "ok" in result.err
+    assert "ampcap report captures/demo" in result.err_flat
     assert {p.name: sha256_file(p) for p in (session / "takes").iterdir()} == before
 
 
-def test_align_files_json(tmp_path: Path) -> None:
+def test_align_files_json(ampcap_process, tmp_path: Path) -> None:
     rate = 48000
     di = np.concatenate(
         [np.zeros(500), plucks(4 * rate, rate, np.random.default_rng(1)), np.zeros(rate // 4)]
@@ -77,7 +66,7 @@ def test_align_files_json(tmp_path: Path) -> None:
     )
     write_audio(tmp_path / "di.wav", di, rate)
     write_audio(tmp_path / "amp.wav", take[:, 1], rate)
-    result = run_ampcap(
+    result = ampcap_process(
         "align",
         "--input",
         "di.wav",
@@ -87,16 +76,17 @@ def test_align_files_json(tmp_path: Path) -> None:
         "pair.wav",
         "--json",
         cwd=tmp_path,
+        env=TERMINAL,
     )
-    assert result.returncode == 0, result.stderr
-    document = json.loads(result.stdout)
+    assert result.code == 0, result.err
+    document = json.loads(result.out)
     # Four seconds of DI through a distorting amp: a quarter of a sample.
     assert document["latency_samples"] == pytest.approx(64.5 + own.latency_samples, abs=0.25)
     assert document["polarity"] == -1
     assert isinstance(document["drift_ppm"], float)
     assert document["confidence"]["value"] > document["confidence"]["trusted_from"]
     assert (tmp_path / "pair.wav").exists()
-    assert "latency" in result.stderr and "pair.wav" in result.stderr
+    assert "latency" in result.err and "pair.wav" in result.err
 
 
 @pytest.mark.parametrize(
@@ -111,35 +101,37 @@ def test_align_files_json(tmp_path: Path) -> None:
     ],
 )
 def test_align_user_errors_exit_2_with_a_message(
-    tmp_path: Path, args: tuple[str, ...], message: str
+    ampcap_process, tmp_path: Path, args: tuple[str, ...], message: str
 ) -> None:
-    result = run_ampcap(*args, cwd=tmp_path)
-    assert result.returncode == 2
-    assert message in " ".join(result.stderr.split())
-    assert "Traceback" not in result.stderr
-    assert result.stdout == ""
+    result = ampcap_process(*args, cwd=tmp_path, env=TERMINAL)
+    assert result.code == 2
+    assert message in result.err_flat
+    assert "Traceback" not in result.err
+    assert result.out == ""
 
 
-def test_a_session_with_no_usable_take_exits_2(tmp_path: Path) -> None:
+def test_a_session_with_no_usable_take_exits_2(ampcap_process, tmp_path: Path) -> None:
     program = make_program(48000, di_seconds=1.0)
     take = record(program.audio, amp_output(program.audio, 48000, {"isf": 5.0}), Rig(), 48000)
     take[:, 1] = 0.0
     write_session(tmp_path / "s", program, {5.0: take, 7.0: None}, statuses={7.0: "pending"})
-    result = run_ampcap("align", "s", "--json", cwd=tmp_path)
-    assert result.returncode == 2
-    document = json.loads(result.stdout)
+    result = ampcap_process("align", "s", "--json", cwd=tmp_path, env=TERMINAL)
+    assert result.code == 2
+    document = json.loads(result.out)
     assert [t["verdict"] for t in document["takes"]] == ["failed", "failed"]
-    text = " ".join(result.stderr.split())
+    text = result.err_flat
     assert "No take of s could be aligned" in text
     assert "device channel is silent" in text
     assert "pending" in text
 
 
-def test_align_files_refusal_names_the_file(tmp_path: Path) -> None:
+def test_align_files_refusal_names_the_file(ampcap_process, tmp_path: Path) -> None:
     rate = 44100
     write_audio(tmp_path / "di.wav", 0.1 * np.random.default_rng(0).standard_normal(rate), rate)
     write_audio(tmp_path / "amp.wav", 0.1 * np.random.default_rng(1).standard_normal(rate), 48000)
-    result = run_ampcap("align", "--input", "di.wav", "--output", "amp.wav", cwd=tmp_path)
-    assert result.returncode == 2
-    text = " ".join(result.stderr.split())
+    result = ampcap_process(
+        "align", "--input", "di.wav", "--output", "amp.wav", cwd=tmp_path, env=TERMINAL
+    )
+    assert result.code == 2
+    text = result.err_flat
     assert "amp.wav is at 48000 Hz but the input di.wav is at 44100 Hz" in text

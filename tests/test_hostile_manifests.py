@@ -21,7 +21,6 @@ from hostile_helpers import (
     edit_json,
     file_hashes,
     nudge_sample,
-    run_ampcap,
 )
 
 Damage = Callable[[Path], None]
@@ -31,8 +30,8 @@ ALIGNED = "aligned/isf=0.wav"
 
 
 @pytest.fixture(scope="module")
-def pipeline(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_pipeline(tmp_path_factory.mktemp("pipeline"))
+def pipeline(tmp_path_factory: pytest.TempPathFactory, ampcap_process) -> Path:
+    return build_pipeline(tmp_path_factory.mktemp("pipeline"), ampcap_process)
 
 
 def truncate(relative: str) -> Damage:
@@ -259,6 +258,7 @@ CASES = [
     [pytest.param(d, c, e, id=name) for name, d, c, e in CASES],
 )
 def test_damaged_input_is_refused_naming_file_and_field(
+    cli,
     pipeline: Path,
     tmp_path: Path,
     damage: Damage,
@@ -269,25 +269,30 @@ def test_damaged_input_is_refused_naming_file_and_field(
     damage(root)
     before = file_hashes(root)
     for command in commands:
-        code, output = run_ampcap(*command, cwd=root)
-        assert code == 2, (command, output)
-        assert output.startswith("error:") or " error: " in output, (command, output)
+        result = cli(*command, cwd=root)
+        assert result.code == 2, (command, result.output_flat)
+        assert result.output_flat.startswith("error:") or " error: " in result.output_flat, (
+            command,
+            result.output_flat,
+        )
         for text in expected:
-            assert text in output, (command, text, output)
-        assert "Traceback" not in output and "Error(" not in output, output
+            assert text in result.output_flat, (command, text, result.output_flat)
+        assert "Traceback" not in result.output_flat and "Error(" not in result.output_flat, (
+            result.output_flat
+        )
         after = file_hashes(root)
         assert after == before, (command, set(after.items()) ^ set(before.items()))
     for made in ("data2", "run2", "out.wav", "out.json"):
         assert not (root / made).exists()
 
 
-def test_the_undamaged_copy_is_accepted(pipeline: Path, tmp_path: Path) -> None:
+def test_the_undamaged_copy_is_accepted(cli, pipeline: Path, tmp_path: Path) -> None:
     """The control: the same commands on an undamaged copy succeed (the cases above fail for
     the damage, not for the copy)."""
     root = copy_pipeline(pipeline, tmp_path / "copy")
     for command in (ALIGN, SPLIT, RENDER, EXPORT):
-        code, output = run_ampcap(*command, cwd=root)
-        assert code == 0, (command, output)
+        result = cli(*command, cwd=root)
+        assert result.code == 0, (command, result.output_flat)
     manifest = json.loads((root / "data2" / "manifest.json").read_text())
     assert manifest["splits"]["train"]["target_sha256"]
     session = json.loads((root / SESSION).read_text())

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from export_helpers import make_model, make_run
-from hostile_helpers import edit_json, run_ampcap
+from hostile_helpers import edit_json
 
 from ampcap.files import write_audio
 from ampcap.schema.session import Knob
@@ -36,14 +36,14 @@ RECORD = ("record", "--rig", "virtual", "--knob", "isf", "--steps", "2", "--yes"
     ],
 )
 def test_di_with_an_unknown_kind_explains_the_form(
-    tmp_path: Path, spec: str, exists: bool, expected: list[str]
+    cli, tmp_path: Path, spec: str, exists: bool, expected: list[str]
 ) -> None:
     if exists:
         write_audio(tmp_path / "riff.wav", np.sin(np.arange(8000) / 9.0) * 0.3, 48000)
-    code, output = run_ampcap(*RECORD, "--out", "cap", "--di", spec, cwd=tmp_path)
-    assert code == 2, output
+    result = cli(*RECORD, "--out", "cap", "--di", spec, cwd=tmp_path)
+    assert result.code == 2, result.output_flat
     for text in expected:
-        assert text in output, (text, output)
+        assert text in result.output_flat, (text, result.output_flat)
     assert not (tmp_path / "cap").exists()
 
 
@@ -65,29 +65,33 @@ def nam_file(tmp_path: Path) -> Path:
     ],
 )
 def test_render_refuses_absurd_output_and_writes_nothing(
-    tmp_path: Path, nam_file: Path, change, expected: str
+    cli, tmp_path: Path, nam_file: Path, change, expected: str
 ) -> None:
     edit_json(nam_file, lambda d: d.update(weights=change(d["weights"])))
     write_audio(tmp_path / "di.wav", np.sin(np.arange(48000) / 9.0) * 0.3, 48000)
-    code, output = run_ampcap("render", nam_file, "di.wav", "out.wav", cwd=tmp_path)
-    assert code == 2, output
-    assert expected in output and "+40 dBFS" in output and "Nothing was written" in output
+    result = cli("render", nam_file, "di.wav", "out.wav", cwd=tmp_path)
+    assert result.code == 2, result.output_flat
+    assert (
+        expected in result.output_flat
+        and "+40 dBFS" in result.output_flat
+        and "Nothing was written" in result.output_flat
+    )
     assert not (tmp_path / "out.wav").exists()
     assert not list(tmp_path.glob(".out.wav*"))
 
 
-def test_render_of_a_sound_model_is_written(tmp_path: Path, nam_file: Path) -> None:
+def test_render_of_a_sound_model_is_written(cli, tmp_path: Path, nam_file: Path) -> None:
     """The control: the same file unedited renders (the refusals are for the edits)."""
     write_audio(tmp_path / "di.wav", np.sin(np.arange(48000) / 9.0) * 0.3, 48000)
-    code, output = run_ampcap("render", nam_file, "di.wav", "out.wav", cwd=tmp_path)
-    assert code == 0, output
+    result = cli("render", nam_file, "di.wav", "out.wav", cwd=tmp_path)
+    assert result.code == 0, result.output_flat
     assert (tmp_path / "out.wav").exists()
 
 
 @pytest.fixture
-def session(tmp_path: Path) -> Path:
-    code, output = run_ampcap(*RECORD, "--out", "cap", "--di-seconds", "3", cwd=tmp_path)
-    assert code == 0, output
+def session(tmp_path: Path, cli) -> Path:
+    result = cli(*RECORD, "--out", "cap", "--di-seconds", "3", cwd=tmp_path)
+    assert result.code == 0, result.output_flat
     return tmp_path / "cap"
 
 
@@ -99,33 +103,33 @@ def _mark_partial(session: Path, *indices: int) -> None:
     edit_json(session / "session.json", change)
 
 
-def test_align_exits_3_when_some_takes_failed(tmp_path: Path, session: Path) -> None:
+def test_align_exits_3_when_some_takes_failed(cli, tmp_path: Path, session: Path) -> None:
     _mark_partial(session, 1)
-    code, output = run_ampcap("align", "cap", cwd=tmp_path)
-    assert code == 3, output
-    assert "1 of 2 take(s) of cap could not be aligned (takes/isf=10.wav)" in output
-    assert "Traceback" not in output
+    result = cli("align", "cap", cwd=tmp_path)
+    assert result.code == 3, result.output_flat
+    assert "1 of 2 take(s) of cap could not be aligned (takes/isf=10.wav)" in result.output_flat
+    assert "Traceback" not in result.output_flat
     alignment = json.loads((session / "aligned" / "alignment.json").read_text())
     assert [t["verdict"] != "failed" for t in alignment["takes"]] == [True, False]
     assert (session / "aligned" / "isf=0.wav").exists()
     # A script can go on without the failed take.
-    code, output = run_ampcap(
+    result = cli(
         "split", "cap", "--out", "data", "--allow-warnings", "--block-seconds", "0.5", cwd=tmp_path
     )
-    assert code == 0, output
+    assert result.code == 0, result.output_flat
 
 
-def test_align_exits_2_when_no_take_could_be_aligned(tmp_path: Path, session: Path) -> None:
+def test_align_exits_2_when_no_take_could_be_aligned(cli, tmp_path: Path, session: Path) -> None:
     _mark_partial(session, 0, 1)
-    code, output = run_ampcap("align", "cap", cwd=tmp_path)
-    assert code == 2 and "No take of cap could be aligned" in output
+    result = cli("align", "cap", cwd=tmp_path)
+    assert result.code == 2 and "No take of cap could be aligned" in result.output_flat
 
 
 def test_align_exits_0_when_every_take_aligned_and_help_says_the_statuses(
-    tmp_path: Path, session: Path
+    cli, tmp_path: Path, session: Path
 ) -> None:
-    code, output = run_ampcap("align", "cap", cwd=tmp_path)
-    assert code == 0, output
-    code, output = run_ampcap("align", "--help")
-    assert code == 0
-    assert "3 some takes failed" in output and "143 SIGTERM" in output
+    result = cli("align", "cap", cwd=tmp_path)
+    assert result.code == 0, result.output_flat
+    result = cli("align", "--help")
+    assert result.code == 0
+    assert "3 some takes failed" in result.output_flat and "143 SIGTERM" in result.output_flat

@@ -27,7 +27,6 @@ from pathlib import Path
 
 import pytest
 
-from ampcap.cli import main
 from ampcap.files import sha256_file
 
 DI_SECONDS = "3"
@@ -41,19 +40,6 @@ HOLD_LOCK = (
     "    print('held', flush=True)\n"
     "    sys.stdin.read()\n"
 )
-
-
-def ampcap(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    """Run the real ``ampcap`` in a subprocess."""
-    env = {k: v for k, v in os.environ.items() if k != "AMPCAP_DEBUG"}
-    return subprocess.run(
-        [sys.executable, "-m", "ampcap", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
 
 
 def _mount(*args: str) -> str | None:
@@ -87,7 +73,7 @@ class Fixtures:
 
 
 @pytest.fixture(scope="module")
-def fx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fixtures]:
+def fx(tmp_path_factory: pytest.TempPathFactory, ampcap_process) -> Iterator[Fixtures]:
     """A real session, dataset, run and .nam, plus a file, a read-only and a full folder."""
     root = tmp_path_factory.mktemp("hostile")
     steps = [
@@ -99,8 +85,8 @@ def fx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fixtures]:
         ("export", "R", "--format", "nam", "--knob", KNOB, "--out", "model.nam"),
     ]
     for args in steps:
-        done = ampcap(*args, cwd=root)
-        assert done.returncode == 0, (args, done.stderr)
+        done = ampcap_process(*args, cwd=root)
+        assert done.code == 0, (args, done.err)
     shutil.copyfile(root / "S" / "program.wav", root / "in.wav")
     shutil.copyfile(root / "S" / "program.wav", root / "out.wav")
     (root / "afile").write_text("a regular file, not a folder\n")
@@ -147,19 +133,6 @@ def snapshot(root: Path) -> dict[str, str | None]:
             path = os.path.join(folder, name)
             found[os.path.relpath(path, root)] = sha256_file(path)
     return found
-
-
-def run_cli(capsys: pytest.CaptureFixture[str], args: list[str]) -> tuple[int, str]:
-    """Run ``ampcap ARGS`` in this process; returns (exit status, stdout + stderr)."""
-    capsys.readouterr()
-    try:
-        main(args)
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    else:
-        code = 0
-    captured = capsys.readouterr()
-    return code, captured.out + captured.err
 
 
 @dataclass(frozen=True)
@@ -355,9 +328,7 @@ def release(holder: subprocess.Popen[str]) -> None:
 
 
 @pytest.mark.parametrize("name", list(CASES))
-def test_hostile_output_is_refused_cleanly(
-    name: str, fx: Fixtures, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_hostile_output_is_refused_cleanly(name: str, fx: Fixtures, cli) -> None:
     case = CASES[name]
     if case.needs == "ro" and fx.readonly_skip:
         pytest.skip(f"needs a read-only bind mount (root, allowed to mount): {fx.readonly_skip}")
@@ -366,11 +337,12 @@ def test_hostile_output_is_refused_cleanly(
     before = snapshot(fx.root)
     holder = hold_lock(case.hold.format(**fx.paths)) if case.hold else None
     try:
-        code, output = run_cli(capsys, [a.format(**fx.paths) for a in case.args.split()])
+        result = cli(*[a.format(**fx.paths) for a in case.args.split()])
     finally:
         if holder is not None:
             release(holder)
-    assert code == 2, output
+    output = result.out + result.err
+    assert result.code == 2, output
     flat = " ".join(output.split())
     for expected in case.expect:
         assert expected.format(**fx.paths) in flat, output
@@ -380,7 +352,7 @@ def test_hostile_output_is_refused_cleanly(
     assert snapshot(fx.root) == before
 
 
-def test_the_real_cli_prints_no_traceback(fx: Fixtures) -> None:
+def test_the_real_cli_prints_no_traceback(fx: Fixtures, ampcap_process) -> None:
     """Three of the cases through the installed entry point, as a user runs them."""
     p = fx.paths
     cases = [
@@ -390,20 +362,22 @@ def test_the_real_cli_prints_no_traceback(fx: Fixtures) -> None:
     ]
     before = snapshot(fx.root)
     for args, expected in cases:
-        done = ampcap(*args)
-        assert done.returncode == 2, done.stderr
-        assert expected in done.stderr and "Traceback" not in done.stderr + done.stdout
+        done = ampcap_process(*args)
+        assert done.code == 2, done.err
+        assert expected in done.err and "Traceback" not in done.err + done.out
     assert snapshot(fx.root) == before
 
 
-def test_a_lock_left_by_a_killed_process_blocks_nobody(fx: Fixtures, tmp_path: Path) -> None:
+def test_a_lock_left_by_a_killed_process_blocks_nobody(
+    fx: Fixtures, tmp_path: Path, ampcap_process
+) -> None:
     out = tmp_path / "ds"
     holder = hold_lock(str(out))
     holder.kill()
     assert holder.wait(timeout=30) == -signal.SIGKILL
     assert (out / ".ampcap.lock").read_text().split()[0] == str(holder.pid)
-    done = ampcap("split", fx.paths["S"], "--out", str(out), "--block-seconds", "0.5")
-    assert done.returncode == 0, done.stderr
+    done = ampcap_process("split", fx.paths["S"], "--out", out, "--block-seconds", "0.5")
+    assert done.code == 0, done.err
     assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "test", "train", "val"]
 
 

@@ -20,7 +20,6 @@ from typing import Any
 import numpy as np
 import pytest
 from export_helpers import make_model, make_run
-from hostile_helpers import run_ampcap
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from split_helpers import make_session
@@ -341,7 +340,7 @@ def test_exported_model_reader_returns_or_refuses(name: str, data: st.DataObject
 # --- end to end -----------------------------------------------------------------------------------
 
 
-def test_cli_refuses_damaged_files_with_exit_2(tmp_path: Path) -> None:
+def test_cli_refuses_damaged_files_with_exit_2(cli, tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
     garbage = rng.integers(0, 256, 700, dtype=np.uint8).tobytes()
     (tmp_path / "riff.wav").write_bytes(WAVS[0][:30] + garbage)
@@ -365,9 +364,12 @@ def test_cli_refuses_damaged_files_with_exit_2(tmp_path: Path) -> None:
         ("train", "data", "--out", "run", "--epochs", "1"),
     ]
     for args in runs:
-        code, output = run_ampcap(*args, cwd=tmp_path)
-        assert code == 2, (args, output)
-        assert "error:" in output and "Traceback" not in output, (args, output)
+        result = cli(*args, cwd=tmp_path)
+        assert result.code == 2, (args, result.output_flat)
+        assert "error:" in result.output_flat and "Traceback" not in result.output_flat, (
+            args,
+            result.output_flat,
+        )
     assert not (tmp_path / "out.wav").exists()
     assert not [p for p in os.listdir(tmp_path) if p.endswith(".tmp")]
 

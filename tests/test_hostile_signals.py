@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from hostile_helpers import AMPCAP, run_ampcap, temp_leftovers
+from hostile_helpers import AMPCAP, temp_leftovers
 from train_helpers import make_dataset
 
 SIGNALS = [
@@ -74,13 +74,13 @@ def check_stopped(code: int, output: str, expected: int, tmp: Path, *folders: Pa
 
 
 @pytest.fixture(scope="module")
-def session(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def session(tmp_path_factory: pytest.TempPathFactory, ampcap_process) -> Path:
     """A recorded, aligned session long enough (2 x 60 s) for a signal to land mid-write."""
     root = tmp_path_factory.mktemp("session")
-    code, output = run_ampcap(*RECORD, "--out", "cap", "--di-seconds", "60", cwd=root)
-    assert code == 0, output
-    code, output = run_ampcap("align", "cap", cwd=root)
-    assert code == 0, output
+    result = ampcap_process(*RECORD, "--out", "cap", "--di-seconds", "60", cwd=root)
+    assert result.code == 0, result.output_flat
+    result = ampcap_process("align", "cap", cwd=root)
+    assert result.code == 0, result.output_flat
     return root / "cap"
 
 
@@ -93,7 +93,7 @@ def private_tmp(tmp_path: Path) -> Path:
 
 @pytest.mark.parametrize(("signum", "expected"), SIGNALS)
 def test_record_stopped_while_the_program_is_built(
-    tmp_path: Path, private_tmp: Path, signum: int, expected: int
+    cli, tmp_path: Path, private_tmp: Path, signum: int, expected: int
 ) -> None:
     args = (*RECORD, "--out", "cap", "--di-seconds", "60")
     building = lambda: any(p.name.startswith("ampcap-program-") for p in private_tmp.iterdir())  # noqa: E731
@@ -102,15 +102,15 @@ def test_record_stopped_while_the_program_is_built(
     assert not (tmp_path / "cap" / "takes").exists() or not any(
         (tmp_path / "cap" / "takes").iterdir()
     )
-    code, output = run_ampcap(*args, cwd=tmp_path)
-    assert code == 0, output
-    code, output = run_ampcap("align", "cap", cwd=tmp_path)
-    assert code == 0, output
+    result = cli(*args, cwd=tmp_path)
+    assert result.code == 0, result.output_flat
+    result = cli("align", "cap", cwd=tmp_path)
+    assert result.code == 0, result.output_flat
 
 
 @pytest.mark.parametrize(("signum", "expected"), SIGNALS)
 def test_align_stopped_mid_take(
-    session: Path, tmp_path: Path, private_tmp: Path, signum: int, expected: int
+    cli, session: Path, tmp_path: Path, private_tmp: Path, signum: int, expected: int
 ) -> None:
     import shutil
 
@@ -122,23 +122,23 @@ def test_align_stopped_mid_take(
     check_stopped(code, output, expected, private_tmp, cap)
     # Nothing a later step would trust: no alignment manifest, so split asks for align.
     assert not (cap / "aligned" / "alignment.json").exists()
-    code, output = run_ampcap("split", "cap", "--out", "data", cwd=tmp_path)
-    assert code == 2 and "has not been aligned" in output
-    code, output = run_ampcap("align", "cap", cwd=tmp_path)
-    assert code == 0, output
+    result = cli("split", "cap", "--out", "data", cwd=tmp_path)
+    assert result.code == 2 and "has not been aligned" in result.output_flat
+    result = cli("align", "cap", cwd=tmp_path)
+    assert result.code == 0, result.output_flat
 
 
 @pytest.mark.parametrize(("signum", "expected"), SIGNALS)
 def test_split_stopped_while_writing(
-    session: Path, tmp_path: Path, private_tmp: Path, signum: int, expected: int
+    cli, session: Path, tmp_path: Path, private_tmp: Path, signum: int, expected: int
 ) -> None:
     building = lambda: any(p.name.startswith(".data.") for p in tmp_path.iterdir())  # noqa: E731
     args = ("split", str(session), "--out", "data", "--export", "coreaudioml")
     code, output = interrupt_when(args, building, signum, tmp_path, private_tmp)
     check_stopped(code, output, expected, private_tmp, tmp_path / "data")
     assert not (tmp_path / "data").exists()
-    code, output = run_ampcap(*args, cwd=tmp_path)
-    assert code == 0, output
+    result = cli(*args, cwd=tmp_path)
+    assert result.code == 0, result.output_flat
 
 
 @pytest.fixture(scope="module")
@@ -153,7 +153,7 @@ TRAIN = ("--hidden", "8", "--threads", "1")
 
 @pytest.mark.parametrize(("signum", "expected"), SIGNALS)
 def test_train_stopped_before_the_first_validation_starts_over(
-    toy_data: Path, tmp_path: Path, private_tmp: Path, signum: int, expected: int
+    cli, toy_data: Path, tmp_path: Path, private_tmp: Path, signum: int, expected: int
 ) -> None:
     run = tmp_path / "run"
     args = ("train", str(toy_data), "--out", "run", "--epochs", "2", *TRAIN)
@@ -162,18 +162,22 @@ def test_train_stopped_before_the_first_validation_starts_over(
     check_stopped(code, output, expected, private_tmp, run)
     assert not (run / "checkpoints" / "last.pt").exists()
     # Every way in points to the command that works, and that command works.
-    code, output = run_ampcap("report", "run", cwd=tmp_path)
-    assert code == 2 and f"ampcap train {toy_data} --out run" in output, output
-    code, output = run_ampcap(*args, "--resume", cwd=tmp_path)
-    assert code == 2 and f"ampcap train {toy_data} --out run" in output, output
-    code, output = run_ampcap(*args, cwd=tmp_path)
-    assert code == 0, output
+    result = cli("report", "run", cwd=tmp_path)
+    assert result.code == 2 and f"ampcap train {toy_data} --out run" in result.output_flat, (
+        result.output_flat
+    )
+    result = cli(*args, "--resume", cwd=tmp_path)
+    assert result.code == 2 and f"ampcap train {toy_data} --out run" in result.output_flat, (
+        result.output_flat
+    )
+    result = cli(*args, cwd=tmp_path)
+    assert result.code == 0, result.output_flat
     assert (run / "model.pt").exists()
 
 
 @pytest.mark.parametrize(("signum", "expected"), SIGNALS)
 def test_train_stopped_after_a_validation_resumes(
-    toy_data: Path, tmp_path: Path, private_tmp: Path, signum: int, expected: int
+    cli, toy_data: Path, tmp_path: Path, private_tmp: Path, signum: int, expected: int
 ) -> None:
     run = tmp_path / "run"
     args = ("train", str(toy_data), "--out", "run", "--epochs", "40", *TRAIN)
@@ -182,9 +186,7 @@ def test_train_stopped_after_a_validation_resumes(
     check_stopped(code, output, expected, private_tmp, run)
     status = (run / "run.json").read_text()
     assert '"stopped"' in status and "--resume" in status
-    code, output = run_ampcap(*args, cwd=tmp_path)
-    assert code == 2 and "--resume" in output
-    code, output = run_ampcap(
-        "train", str(toy_data), "--out", "run", "--resume", "--epochs", "3", cwd=tmp_path
-    )
-    assert code == 0, output
+    result = cli(*args, cwd=tmp_path)
+    assert result.code == 2 and "--resume" in result.output_flat
+    result = cli("train", str(toy_data), "--out", "run", "--resume", "--epochs", "3", cwd=tmp_path)
+    assert result.code == 0, result.output_flat

@@ -6,21 +6,21 @@ import json
 from pathlib import Path
 
 import pytest
-from jack_helpers import run_ampcap, write_rig
+from jack_helpers import write_rig
 
 pytestmark = pytest.mark.jack
 
 
-def _check(rig: Path, env: dict[str, str], *extra: str) -> tuple[int, dict]:
-    result = run_ampcap(["rig", "check", "--rig", str(rig), "--json", *extra], env, timeout=90)
-    assert "Traceback" not in result.stderr
-    return result.returncode, json.loads(result.stdout)
+def _check(ampcap_process, rig: Path, env: dict[str, str], *extra: str) -> tuple[int, dict]:
+    result = ampcap_process("rig", "check", "--rig", rig, "--json", *extra, env=env, timeout=90)
+    assert "Traceback" not in result.err
+    return result.code, json.loads(result.out)
 
 
 def test_check_measures_the_whole_period_round_trip_and_approves_the_wiring(
-    tmp_path: Path, jack_env: dict[str, str]
+    ampcap_process, tmp_path: Path, jack_env: dict[str, str]
 ) -> None:
-    code, check = _check(write_rig(tmp_path / "rig.toml"), jack_env)
+    code, check = _check(ampcap_process, write_rig(tmp_path / "rig.toml"), jack_env)
     assert code == 0, check
     assert check["wiring"] == "ok"
     assert check["ok"] is True and check["advice"] == []
@@ -33,19 +33,23 @@ def test_check_measures_the_whole_period_round_trip_and_approves_the_wiring(
     assert check["underflows"] == 0 and check["overflows"] == 0
 
 
-def test_check_finds_swapped_inputs(tmp_path: Path, jack_env: dict[str, str]) -> None:
+def test_check_finds_swapped_inputs(
+    ampcap_process, tmp_path: Path, jack_env: dict[str, str]
+) -> None:
     rig = write_rig(tmp_path / "rig.toml", input_device=2, input_loopback=1)
-    code, check = _check(rig, jack_env)
+    code, check = _check(ampcap_process, rig, jack_env)
     assert code == 1
     assert check["wiring"] == "swapped"
     assert "input 1 hears the device and input 2 hears the loopback" in check["advice"][0]
 
 
 def test_check_on_unconnected_ports_reports_both_silent(
-    tmp_path: Path, jack_env: dict[str, str]
+    ampcap_process, tmp_path: Path, jack_env: dict[str, str]
 ) -> None:
     # The dummy backend's system ports: the outputs go nowhere and the inputs are silent.
-    code, check = _check(write_rig(tmp_path / "rig.toml"), jack_env, "--device", "system")
+    code, check = _check(
+        ampcap_process, write_rig(tmp_path / "rig.toml"), jack_env, "--device", "system"
+    )
     assert code == 1
     assert check["wiring"] == "both silent"
     assert check["latency_samples"] is None

@@ -18,7 +18,6 @@ from jack_helpers import (
     check_take,
     cpu_hogs,
     record_args,
-    run_ampcap,
     stop_processes,
     write_di,
     write_rig,
@@ -36,7 +35,7 @@ RETRY_LINE = re.compile(r"Take (\S+): dropout: (\d+) output underflow\(s\), (\d+
 
 
 def test_ten_takes_beside_two_busy_processes_lose_nothing(
-    tmp_path: Path, jack_env: dict[str, str]
+    ampcap_process, tmp_path: Path, jack_env: dict[str, str]
 ) -> None:
     rig = write_rig(tmp_path / "rig.toml")
     di = write_di(tmp_path / "di.wav")
@@ -46,26 +45,26 @@ def test_ten_takes_beside_two_busy_processes_lose_nothing(
     hogs = cpu_hogs(2)
     try:
         for _ in range(MAX_RUNS):
-            result = run_ampcap(
-                [*record_args(rig, out, di, TAKES), "--json"], jack_env, timeout=600
+            result = ampcap_process(
+                *record_args(rig, out, di, TAKES), "--json", env=jack_env, timeout=600
             )
             runs.append(result)
-            said = " ".join(result.stderr.split())  # the console wraps long lines
+            said = result.err_flat  # the console wraps long lines
             for match in RETRY_LINE.finditer(said):
                 retries.append(match.group(1))
                 # A retry is announced only for a real flag.
                 assert int(match.group(2)) + int(match.group(3)) > 0, match.group(0)
-            if result.returncode == 0:
+            if result.code == 0:
                 break
             # The only acceptable stop is the repeated-dropout one, and it says how to resume.
-            assert result.returncode == 2, result.stderr
-            assert "had dropouts in 3 attempts in a row" in said, result.stderr
-            assert "run the same command again to resume" in said, result.stderr
+            assert result.code == 2, result.err
+            assert "had dropouts in 3 attempts in a row" in said, result.err
+            assert "run the same command again to resume" in said, result.err
     finally:
         stop_processes(hogs)
     final = runs[-1]
-    assert final.returncode == 0, final.stderr
-    assert json.loads(final.stdout)["complete"]
+    assert final.code == 0, final.err
+    assert json.loads(final.out)["complete"]
 
     manifest = load_session(out)
     assert len(manifest.takes) == TAKES
@@ -73,7 +72,7 @@ def test_ten_takes_beside_two_busy_processes_lose_nothing(
     # Every attempt beyond a take's first was caused by a dropout that was caught and reported.
     extra_attempts = {Path(t.file).name: t.attempts - 1 for t in manifest.takes}
     reported = {name: sum(Path(r).name == name for r in retries) for name in stems}
-    assert extra_attempts == reported, (extra_attempts, reported, [r.stderr for r in runs])
+    assert extra_attempts == reported, (extra_attempts, reported, [r.err for r in runs])
     # No flagged take is complete, and each complete take is exact (nothing slipped through).
     for take in manifest.takes:
         assert take.status == "complete"

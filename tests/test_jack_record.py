@@ -7,22 +7,24 @@ program (loopback) and the virtual amp's output of it (device), sample for sampl
 
 from __future__ import annotations
 
+import functools
 import json
 import signal
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 import soundfile as sf
 from jack_helpers import (
     FS,
+    RECORD_TIMEOUT_S,
     ampcap_command,
     check_take,
     copy_session,
     file_bytes,
     record_args,
-    run_ampcap,
     snapshot,
     wait_for,
     write_di,
@@ -31,6 +33,9 @@ from jack_helpers import (
 
 from ampcap.capture.jack_device import VirtualAmpProcess
 from ampcap.schema.session import SessionManifest, load_session
+
+if TYPE_CHECKING:
+    from conftest import CliResult
 
 pytestmark = pytest.mark.jack
 
@@ -46,11 +51,12 @@ class Resumed:
     interrupted: SessionManifest
     interrupted_copy: Path
     take_1_bytes: bytes
-    resumed: subprocess.CompletedProcess[str]
+    resumed: CliResult
 
 
 @pytest.fixture(scope="module")
 def resumed(
+    ampcap_process,
     tmp_path_factory: pytest.TempPathFactory,
     jack_env: dict[str, str],
     jack_device: VirtualAmpProcess,
@@ -82,7 +88,7 @@ def resumed(
     take_1_bytes = (out / "takes" / "isf=0.wav").read_bytes()
     # The resumed take's first attempt misses a deadline: it must be recorded again.
     jack_device.glitch(0.1, count=1)
-    result = run_ampcap([*args, "--json"], jack_env)
+    result = ampcap_process(*args, "--json", env=jack_env, timeout=RECORD_TIMEOUT_S)
     return Resumed(
         root,
         rig,
@@ -122,11 +128,11 @@ def test_partial_take_holds_the_program_up_to_the_interrupt(resumed: Resumed) ->
 
 
 def test_resume_completes_the_session_and_retries_the_dropout(resumed: Resumed) -> None:
-    assert resumed.resumed.returncode == 0, resumed.resumed.stderr
-    summary = json.loads(resumed.resumed.stdout)
+    assert resumed.resumed.code == 0, resumed.resumed.err
+    summary = json.loads(resumed.resumed.out)
     assert summary["complete"] and summary["resumed"]
     assert summary["skipped"] == ["takes/isf=0.wav"]
-    assert "dropout" in resumed.resumed.stderr and "recording it again" in resumed.resumed.stderr
+    assert "dropout" in resumed.resumed.err and "recording it again" in resumed.resumed.err
     manifest = load_session(resumed.out)
     first, second = manifest.takes
     # Interrupted once, one attempt lost to the forced dropout, then a clean one (a busy machine
@@ -145,20 +151,20 @@ def test_every_take_is_the_program_and_the_amp_sample_for_sample(resumed: Resume
 
 
 def test_missing_device_on_resume_changes_nothing(
-    resumed: Resumed, jack_env: dict[str, str]
+    ampcap_process, resumed: Resumed, jack_env: dict[str, str]
 ) -> None:
     folder = copy_session(resumed.interrupted_copy, resumed.root / "no-server")
     before = snapshot(folder)
     env = {**jack_env, "JACK_DEFAULT_SERVER": "ampcap-no-such-server"}
-    result = run_ampcap(record_args(resumed.rig, folder, resumed.di), env, timeout=60)
-    assert result.returncode == 2, result.stderr
-    assert "No audio device matches 'ampcap-virtual-amp'" in result.stderr
-    assert "Traceback" not in result.stderr
+    result = ampcap_process(*record_args(resumed.rig, folder, resumed.di), env=env, timeout=60)
+    assert result.code == 2, result.err
+    assert "No audio device matches 'ampcap-virtual-amp'" in result.err
+    assert "Traceback" not in result.err
     assert snapshot(folder) == before
 
 
 def test_write_error_stops_cleanly_and_keeps_earlier_takes(
-    resumed: Resumed, jack_env: dict[str, str]
+    ampcap_process, resumed: Resumed, jack_env: dict[str, str]
 ) -> None:
     import resource
 
@@ -173,13 +179,16 @@ def test_write_error_stops_cleanly_and_keeps_earlier_takes(
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
         resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
 
-    result = run_ampcap(
-        record_args(resumed.rig, folder, resumed.di), jack_env, preexec_fn=limit_file_size
+    result = ampcap_process(
+        *record_args(resumed.rig, folder, resumed.di),
+        env=jack_env,
+        timeout=RECORD_TIMEOUT_S,
+        preexec_fn=limit_file_size,
     )
-    assert result.returncode == 2, result.stderr
-    assert "Recording stopped because a write failed" in result.stderr
-    assert "earlier takes are untouched" in result.stderr
-    assert "Traceback" not in result.stderr
+    assert result.code == 2, result.err
+    assert "Recording stopped because a write failed" in result.err
+    assert "earlier takes are untouched" in result.err
+    assert "Traceback" not in result.err
     manifest = load_session(folder)
     assert manifest.takes[0].status == "complete"
     assert manifest.takes[1].status != "complete"
@@ -187,7 +196,7 @@ def test_write_error_stops_cleanly_and_keeps_earlier_takes(
 
 
 def test_full_disk_stops_cleanly_and_keeps_earlier_takes(
-    resumed: Resumed, jack_env: dict[str, str]
+    ampcap_process, resumed: Resumed, jack_env: dict[str, str]
 ) -> None:
     mount = resumed.root / "tiny-disk"
     mount.mkdir()
@@ -206,10 +215,12 @@ def test_full_disk_stops_cleanly_and_keeps_earlier_takes(
         )
     try:
         out = mount / "session"
-        result = run_ampcap(record_args(resumed.rig, out, resumed.di), jack_env)
-        assert result.returncode == 2, result.stderr
-        assert "the disk is full" in result.stderr
-        assert "Traceback" not in result.stderr
+        result = ampcap_process(
+            *record_args(resumed.rig, out, resumed.di), env=jack_env, timeout=RECORD_TIMEOUT_S
+        )
+        assert result.code == 2, result.err
+        assert "the disk is full" in result.err
+        assert "Traceback" not in result.err
         manifest = load_session(out)
         assert manifest.takes[0].status == "complete"
         check_take(out, manifest, manifest.takes[0])
@@ -217,57 +228,52 @@ def test_full_disk_stops_cleanly_and_keeps_earlier_takes(
     finally:
         subprocess.run(["umount", str(mount)], check=False)
     # With space again, the same command finishes the session.
-    rerun = run_ampcap(record_args(resumed.rig, saved, resumed.di), jack_env)
-    assert rerun.returncode == 0, rerun.stderr
+    rerun = ampcap_process(
+        *record_args(resumed.rig, saved, resumed.di), env=jack_env, timeout=RECORD_TIMEOUT_S
+    )
+    assert rerun.code == 0, rerun.err
     manifest = load_session(saved)
     for take in manifest.takes:
         check_take(saved, manifest, take)
 
 
 def test_device_errors_exit_2_with_candidates_before_anything_plays(
-    tmp_path: Path, jack_env: dict[str, str], jack_server
+    ampcap_process, tmp_path: Path, jack_env: dict[str, str], jack_server
 ) -> None:
+    refused = functools.partial(ampcap_process, env=jack_env, timeout=60)
     di = write_di(tmp_path / "di.wav")
     rig = write_rig(tmp_path / "rig.toml")
-    missing = run_ampcap(
-        record_args(rig, tmp_path / "a", di, 2, "--device", "no-such-device"), jack_env, timeout=60
-    )
-    assert missing.returncode == 2
-    assert "No audio device matches 'no-such-device' on a host API matching 'JACK'" in (
-        missing.stderr
-    )
-    assert "ampcap-virtual-amp (JACK Audio Connection Kit, 2 in/2 out)" in missing.stderr
+    missing = refused(*record_args(rig, tmp_path / "a", di, 2, "--device", "no-such-device"))
+    assert missing.code == 2
+    assert "No audio device matches 'no-such-device' on a host API matching 'JACK'" in missing.err
+    assert "ampcap-virtual-amp (JACK Audio Connection Kit, 2 in/2 out)" in missing.err
     with (
         VirtualAmpProcess(jack_server.name, "ampcap-twin-a"),
         VirtualAmpProcess(jack_server.name, "ampcap-twin-b"),
     ):
-        twins = run_ampcap(
-            record_args(rig, tmp_path / "b", di, 2, "--device", "ampcap-twin"), jack_env, timeout=60
-        )
-    assert twins.returncode == 2
-    assert "'ampcap-twin' on a host API matching 'JACK' matches 2 audio devices" in twins.stderr
+        twins = refused(*record_args(rig, tmp_path / "b", di, 2, "--device", "ampcap-twin"))
+    assert twins.code == 2
+    assert "'ampcap-twin' on a host API matching 'JACK' matches 2 audio devices" in twins.err
     for name in ("ampcap-twin-a", "ampcap-twin-b"):
-        assert f"{name} (JACK Audio Connection Kit, 2 in/2 out)" in twins.stderr
+        assert f"{name} (JACK Audio Connection Kit, 2 in/2 out)" in twins.err
     rate = write_rig(tmp_path / "rate.toml", sample_rate_hz=44100)
-    wrong_rate = run_ampcap(
-        record_args(rate, tmp_path / "c", write_di(tmp_path / "di44.wav"), 2), jack_env, timeout=60
-    )
-    assert wrong_rate.returncode == 2
-    assert "refuses 44100 Hz" in wrong_rate.stderr
-    assert "start the server with -r 44100" in wrong_rate.stderr
+    wrong_rate = refused(*record_args(rate, tmp_path / "c", write_di(tmp_path / "di44.wav"), 2))
+    assert wrong_rate.code == 2
+    assert "refuses 44100 Hz" in wrong_rate.err
+    assert "start the server with -r 44100" in wrong_rate.err
     for result in (missing, twins, wrong_rate):
-        assert "Traceback" not in result.stderr
+        assert "Traceback" not in result.err
     # Nothing was recorded (or even created) for any of them.
     assert not any((tmp_path / name / "takes").exists() for name in "abc")
 
 
 def test_over_level_program_is_refused_before_playing(
-    tmp_path: Path, jack_env: dict[str, str]
+    ampcap_process, tmp_path: Path, jack_env: dict[str, str]
 ) -> None:
     rig = write_rig(tmp_path / "rig.toml", max_output_dbfs=-20.0)
     loud = write_di(tmp_path / "loud.wav", peak=0.5)  # -6 dBFS
-    result = run_ampcap(record_args(rig, tmp_path / "s", loud), jack_env, timeout=60)
-    assert result.returncode == 2
-    assert "max_output_dbfs = -20 dBFS" in result.stderr
-    assert "nothing was played" in result.stderr
+    result = ampcap_process(*record_args(rig, tmp_path / "s", loud), env=jack_env, timeout=60)
+    assert result.code == 2
+    assert "max_output_dbfs = -20 dBFS" in result.err
+    assert "nothing was played" in result.err
     assert not (tmp_path / "s" / "takes").exists()

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from export_helpers import ISF, make_model, make_run, run_cli
+from export_helpers import ISF, make_model, make_run
 
 
 @pytest.fixture()
@@ -16,33 +16,32 @@ def run_dir(tmp_path: Path) -> Path:
     )
 
 
-def test_export_default_path_and_refusals(
-    capsys: pytest.CaptureFixture[str], run_dir: Path
-) -> None:
-    code, _, stderr = run_cli(capsys, "export", run_dir, "--format", "nam", "--knob", "isf=3.3")
-    assert code == 0, stderr
+def test_export_default_path_and_refusals(cli, run_dir: Path) -> None:
+    result = cli("export", run_dir, "--format", "nam", "--knob", "isf=3.3")
+    assert result.code == 0, result.err
     assert (run_dir / "exports" / "demo-isf=3.3.nam").is_file()
-    code, _, stderr = run_cli(capsys, "export", run_dir, "--format", "nam", "--knob", "isf=11")
-    assert code == 2 and "outside the knob's range 0..10" in stderr and "Traceback" not in stderr
-    code, _, stderr = run_cli(capsys, "export", run_dir, "--format", "nam", "--knob", "drive=1")
-    assert code == 2 and "its knobs are: isf (0..10)" in stderr
-    code, _, stderr = run_cli(capsys, "export", run_dir, "--format", "nam")
-    assert code == 2 and "--knob isf=VALUE" in stderr
-    code, _, stderr = run_cli(capsys, "export", run_dir, "--format", "nam", "--knob", "isf")
-    assert code == 2 and "NAME=VALUE" in stderr
-    code, _, stderr = run_cli(capsys, "export", run_dir, "--format", "nam", "--knob", "isf=loud")
-    assert code == 2 and "'loud' is not a number" in stderr
-    code, _, stderr = run_cli(
-        capsys, "export", run_dir, "--format", "nam", "--knob", "isf=1", "--knob", "isf=2"
+    result = cli("export", run_dir, "--format", "nam", "--knob", "isf=11")
+    assert (
+        result.code == 2
+        and "outside the knob's range 0..10" in result.err
+        and "Traceback" not in result.err
     )
-    assert code == 2 and "given twice" in stderr
-    code, _, stderr = run_cli(capsys, "export", run_dir, "--format", "proteus")
-    assert code == 0 and "Proteus builds an LSTM of hidden size 40" in stderr
+    result = cli("export", run_dir, "--format", "nam", "--knob", "drive=1")
+    assert result.code == 2 and "its knobs are: isf (0..10)" in result.err
+    result = cli("export", run_dir, "--format", "nam")
+    assert result.code == 2 and "--knob isf=VALUE" in result.err
+    result = cli("export", run_dir, "--format", "nam", "--knob", "isf")
+    assert result.code == 2 and "NAME=VALUE" in result.err
+    result = cli("export", run_dir, "--format", "nam", "--knob", "isf=loud")
+    assert result.code == 2 and "'loud' is not a number" in result.err
+    result = cli("export", run_dir, "--format", "nam", "--knob", "isf=1", "--knob", "isf=2")
+    assert result.code == 2 and "given twice" in result.err
+    result = cli("export", run_dir, "--format", "proteus")
+    assert result.code == 0 and "Proteus builds an LSTM of hidden size 40" in result.err
 
 
-def test_export_json_and_nam_metadata(capsys: pytest.CaptureFixture[str], run_dir: Path) -> None:
-    code, stdout, stderr = run_cli(
-        capsys,
+def test_export_json_and_nam_metadata(cli, run_dir: Path) -> None:
+    result = cli(
         "export",
         run_dir,
         "--format",
@@ -57,19 +56,19 @@ def test_export_json_and_nam_metadata(capsys: pytest.CaptureFixture[str], run_di
         "me",
         "--json",
     )
-    assert code == 0, stderr
-    doc = json.loads(stdout)
+    assert result.code == 0, result.err
+    doc = json.loads(result.out)
     assert doc["format"] == "nam" and doc["knobs"] == {"isf": 10.0} and doc["warnings"] == []
     meta = json.loads(Path(doc["path"]).read_text())["metadata"]
     assert meta["gear_type"] == "amp" and meta["tone_type"] == "hi_gain"
     assert meta["modeled_by"] == "me" and meta["name"] == "demo isf=10"
 
 
-def test_export_a_gru_to_nam_exits_2_with_the_reason(
-    capsys: pytest.CaptureFixture[str], tmp_path: Path
-) -> None:
+def test_export_a_gru_to_nam_exits_2_with_the_reason(cli, tmp_path: Path) -> None:
     run = make_run(tmp_path / "g", make_model("gru", hidden=8, knobs=0), [])
-    code, _, stderr = run_cli(capsys, "export", run, "--format", "nam")
-    assert code == 2 and "NAM players load LSTM" in stderr and "Traceback" not in stderr
-    code, _, stderr = run_cli(capsys, "export", tmp_path / "nothing", "--format", "aidax")
-    assert code == 2 and "does not exist" in stderr
+    result = cli("export", run, "--format", "nam")
+    assert (
+        result.code == 2 and "NAM players load LSTM" in result.err and "Traceback" not in result.err
+    )
+    result = cli("export", tmp_path / "nothing", "--format", "aidax")
+    assert result.code == 2 and "does not exist" in result.err

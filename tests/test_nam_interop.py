@@ -28,7 +28,6 @@ from export_helpers import (
     guitar_audio,
     make_model,
     make_run,
-    run_cli,
     write_wav,
 )
 
@@ -78,7 +77,7 @@ def read(path: Path) -> np.ndarray:
 )
 def test_nam_loads_the_file_and_plays_what_ampcap_renders(
     nam_models,
-    capsys: pytest.CaptureFixture[str],
+    cli,
     tmp_path: Path,
     hidden: int,
     knobs: list,
@@ -90,8 +89,8 @@ def test_nam_loads_the_file_and_plays_what_ampcap_renders(
     run = make_run(tmp_path / "run", model, knobs)
     path = tmp_path / "m.nam"
     knob_args = [a for name, value in setting.items() for a in ("--knob", f"{name}={value:g}")]
-    code, _, stderr = run_cli(capsys, "export", run, "--format", "nam", "--out", path, *knob_args)
-    assert code == 0, stderr
+    result = cli("export", run, "--format", "nam", "--out", path, *knob_args)
+    assert result.code == 0, result.err
     document = json.loads(path.read_text())
     loaded = nam_models(document)
 
@@ -99,11 +98,11 @@ def test_nam_loads_the_file_and_plays_what_ampcap_renders(
     audio = read(di).astype(np.float32)
     # What a player plays: NAM's core starts from the file's state and prewarms half a second.
     played = tmp_path / "played.wav"
-    assert run_cli(capsys, "render", path, di, played)[0] == 0
+    assert cli("render", path, di, played).code == 0
     np.testing.assert_allclose(read(played), nam_plays(loaded, audio, CORE_PREWARM), atol=TOLERANCE)
     # NAM's Python model starts from the file's state with no prewarm: --warmup 0.
     cold = tmp_path / "cold.wav"
-    assert run_cli(capsys, "render", path, di, cold, "--warmup", "0")[0] == 0
+    assert cli("render", path, di, cold, "--warmup", "0").code == 0
     np.testing.assert_allclose(read(cold), nam_plays(loaded, audio), atol=TOLERANCE)
 
     # The file's start state is the one NAM's exporter computes: 48,000 samples of silence.

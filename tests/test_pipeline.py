@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
+import functools
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,24 +11,10 @@ import pytest
 import soundfile as sf
 
 
-def ampcap(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run(
-        [sys.executable, "-m", "ampcap", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        stdin=subprocess.DEVNULL,
-        check=False,
-        env={**os.environ, "COLUMNS": "120"},
-    )
-    assert result.returncode == 0, f"ampcap {' '.join(args)} failed:\n{result.stderr}"
-    return result
-
-
 @pytest.mark.slow
-def test_record_align_split_train_report_on_the_virtual_rig(tmp_path: Path) -> None:
+def test_record_align_split_train_report_on_the_virtual_rig(ampcap_process, tmp_path: Path) -> None:
+    ampcap = functools.partial(ampcap_process, cwd=tmp_path, env={"COLUMNS": "120"}, check=True)
     ampcap(
-        tmp_path,
         "record",
         "--rig",
         "virtual",
@@ -48,7 +32,7 @@ def test_record_align_split_train_report_on_the_virtual_rig(tmp_path: Path) -> N
     assert [t["status"] for t in session["takes"]] == ["complete"] * 3
     assert [t["knobs"]["isf"] for t in session["takes"]] == [0.0, 5.0, 10.0]
 
-    aligned = json.loads(ampcap(tmp_path, "align", "captures/s", "--json").stdout)
+    aligned = json.loads(ampcap("align", "captures/s", "--json").out)
     assert aligned  # one JSON document on stdout
     manifest = json.loads((tmp_path / "captures/s/aligned/alignment.json").read_text())
     assert {t["verdict"] for t in manifest["takes"]} == {"ok"}
@@ -61,13 +45,12 @@ def test_record_align_split_train_report_on_the_virtual_rig(tmp_path: Path) -> N
     error = pair[window, 0] - program[window]
     assert np.sqrt(np.mean(error**2)) / np.sqrt(np.mean(program[window] ** 2)) < 1e-2
 
-    ampcap(tmp_path, "split", "captures/s", "--out", "data/s", "--block-seconds", "1")
+    ampcap("split", "captures/s", "--out", "data/s", "--block-seconds", "1")
     dataset = json.loads((tmp_path / "data/s/manifest.json").read_text())
     assert set(dataset["splits"]) == {"train", "val", "test"}
 
     trained = json.loads(
         ampcap(
-            tmp_path,
             "train",
             "data/s",
             "--out",
@@ -77,15 +60,15 @@ def test_record_align_split_train_report_on_the_virtual_rig(tmp_path: Path) -> N
             "--epochs",
             "2",
             "--json",
-        ).stdout
+        ).out
     )
     assert trained
     assert (tmp_path / "runs/s/model.pt").is_file()
     assert list((tmp_path / "runs/s/exports").glob("*.nam"))
 
-    session_report = ampcap(tmp_path, "report", "captures/s")
-    run_report = ampcap(tmp_path, "report", "runs/s")
-    assert "isf=5" in run_report.stderr + run_report.stdout
+    session_report = ampcap("report", "captures/s")
+    run_report = ampcap("report", "runs/s")
+    assert "isf=5" in run_report.err + run_report.out
     assert any((tmp_path / "captures/s").rglob("*.html"))
     assert (tmp_path / "runs/s/report.html").is_file()
-    assert "html" in session_report.stderr + session_report.stdout
+    assert "html" in session_report.err + session_report.out

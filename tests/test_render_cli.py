@@ -7,8 +7,6 @@ script: user errors become exit status 2 and one message), with stdout/stderr ca
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +18,6 @@ from export_helpers import (
     guitar_audio,
     make_model,
     make_run,
-    run_cli,
     torch_output,
     write_wav,
 )
@@ -47,14 +44,12 @@ def read(path: Path) -> np.ndarray:
 
 
 def test_render_checkpoint_writes_what_the_model_plays(
-    capsys: pytest.CaptureFixture[str], run_dir: Path, di: Path, tmp_path: Path
+    cli, run_dir: Path, di: Path, tmp_path: Path
 ) -> None:
     out = tmp_path / "out.wav"
-    code, stdout, stderr = run_cli(
-        capsys, "render", run_dir / "model.pt", di, out, "--knob", "isf=3.3"
-    )
-    assert code == 0, stderr
-    assert "real time" in stderr and stdout == ""
+    result = cli("render", run_dir / "model.pt", di, out, "--knob", "isf=3.3")
+    assert result.code == 0, result.err
+    assert "real time" in result.err and result.out == ""
     model = make_model("lstm", hidden=8, knobs=1, scale=1.0)
     # Like a NAM player, the model first plays half a second of silence.
     expected = torch_output(model, read(di), [0.33], silence=RATE_HZ // 2)
@@ -63,25 +58,19 @@ def test_render_checkpoint_writes_what_the_model_plays(
     assert np.max(np.abs(got - expected)) < TOLERANCE
     # --warmup 0 starts the input from the zero state, and the start sounds different.
     cold = tmp_path / "cold.wav"
-    code, _, stderr = run_cli(
-        capsys, "render", run_dir, di, cold, "--knob", "isf=3.3", "--warmup", "0"
-    )
-    assert code == 0, stderr
+    result = cli("render", run_dir, di, cold, "--knob", "isf=3.3", "--warmup", "0")
+    assert result.code == 0, result.err
     expected_cold = torch_output(model, read(di), [0.33])
     assert np.max(np.abs(read(cold) - expected_cold)) < TOLERANCE
     assert np.max(np.abs(expected_cold - expected)) > 1e-2
-    code, _, stderr = run_cli(capsys, "render", run_dir, di, cold, "--warmup", "-1")
-    assert code == 2 and "-1" in stderr
+    result = cli("render", run_dir, di, cold, "--warmup", "-1")
+    assert result.code == 2 and "-1" in result.err
 
 
-def test_render_json_reports_the_speed(
-    capsys: pytest.CaptureFixture[str], run_dir: Path, di: Path, tmp_path: Path
-) -> None:
-    code, stdout, _ = run_cli(
-        capsys, "render", run_dir, di, tmp_path / "o.wav", "--knob", "isf=7", "--json"
-    )
-    assert code == 0
-    doc = json.loads(stdout)
+def test_render_json_reports_the_speed(cli, run_dir: Path, di: Path, tmp_path: Path) -> None:
+    result = cli("render", run_dir, di, tmp_path / "o.wav", "--knob", "isf=7", "--json")
+    assert result.code == 0
+    doc = json.loads(result.out)
     assert doc["model_format"] == "checkpoint" and doc["knobs"] == {"isf": 7.0}
     assert doc["frames"] == RATE_HZ * 2 and doc["real_time_factor"] > 0
     assert doc["seam_error"] <= TOLERANCE
@@ -89,93 +78,67 @@ def test_render_json_reports_the_speed(
 
 @pytest.mark.parametrize("fmt", ["nam", "proteus", "aidax"])
 def test_exported_file_renders_like_the_checkpoint(
-    capsys: pytest.CaptureFixture[str], run_dir: Path, di: Path, tmp_path: Path, fmt: str
+    cli, run_dir: Path, di: Path, tmp_path: Path, fmt: str
 ) -> None:
     exported = tmp_path / ("m.nam" if fmt == "nam" else "m.json")
     knob_args = ["--knob", "isf=6.5"] if fmt == "nam" else []
-    code, stdout, stderr = run_cli(
-        capsys, "export", run_dir, "--format", fmt, "--out", exported, *knob_args, "--json"
-    )
-    assert code == 0, stderr
-    assert json.loads(stdout)["path"] == str(exported)
+    result = cli("export", run_dir, "--format", fmt, "--out", exported, *knob_args, "--json")
+    assert result.code == 0, result.err
+    assert json.loads(result.out)["path"] == str(exported)
     from_checkpoint, from_file = tmp_path / "a.wav", tmp_path / "b.wav"
-    assert run_cli(capsys, "render", run_dir, di, from_checkpoint, "--knob", "isf=6.5")[0] == 0
+    assert cli("render", run_dir, di, from_checkpoint, "--knob", "isf=6.5").code == 0
     # A .nam has the knob folded in: giving the same value again is accepted.
-    assert run_cli(capsys, "render", exported, di, from_file, "--knob", "isf=6.5")[0] == 0
+    assert cli("render", exported, di, from_file, "--knob", "isf=6.5").code == 0
     assert np.max(np.abs(read(from_file) - read(from_checkpoint))) < TOLERANCE
 
 
 def test_render_refuses_a_folded_knob_at_another_setting(
-    capsys: pytest.CaptureFixture[str], run_dir: Path, di: Path, tmp_path: Path
+    cli, run_dir: Path, di: Path, tmp_path: Path
 ) -> None:
     nam = tmp_path / "m.nam"
-    assert (
-        run_cli(capsys, "export", run_dir, "--format", "nam", "--knob", "isf=2", "--out", nam)[0]
-        == 0
-    )
-    code, _, stderr = run_cli(capsys, "render", nam, di, tmp_path / "o.wav", "--knob", "isf=8")
-    assert code == 2 and "exported with isf=2 folded" in stderr
+    assert cli("export", run_dir, "--format", "nam", "--knob", "isf=2", "--out", nam).code == 0
+    result = cli("render", nam, di, tmp_path / "o.wav", "--knob", "isf=8")
+    assert result.code == 2 and "exported with isf=2 folded" in result.err
 
 
-def test_render_input_problems(
-    capsys: pytest.CaptureFixture[str], run_dir: Path, di: Path, tmp_path: Path
-) -> None:
+def test_render_input_problems(cli, run_dir: Path, di: Path, tmp_path: Path) -> None:
     stereo = tmp_path / "stereo.wav"
     sf.write(stereo, np.zeros((100, 2), dtype=np.float32) + 0.1, RATE_HZ, subtype="FLOAT")
-    code, _, stderr = run_cli(
-        capsys, "render", run_dir, stereo, tmp_path / "o.wav", "--knob", "isf=1"
-    )
-    assert code == 2 and "2 channels" in stderr and "remix 1" in stderr
+    result = cli("render", run_dir, stereo, tmp_path / "o.wav", "--knob", "isf=1")
+    assert result.code == 2 and "2 channels" in result.err and "remix 1" in result.err
     nan = tmp_path / "nan.wav"
     audio = guitar_audio(500)
     audio[7] = np.nan
     sf.write(nan, audio, RATE_HZ, subtype="FLOAT")
-    code, _, stderr = run_cli(capsys, "render", run_dir, nan, tmp_path / "o.wav", "--knob", "isf=1")
-    assert code == 2 and "NaN" in stderr
-    code, _, stderr = run_cli(capsys, "render", run_dir, di, di, "--knob", "isf=1")
-    assert code == 2 and "an input of this command" in stderr
-    code, _, stderr = run_cli(capsys, "render", run_dir, di, tmp_path / "o.wav")
-    assert code == 2 and "--knob isf=VALUE (0..10)" in stderr
+    result = cli("render", run_dir, nan, tmp_path / "o.wav", "--knob", "isf=1")
+    assert result.code == 2 and "NaN" in result.err
+    result = cli("render", run_dir, di, di, "--knob", "isf=1")
+    assert result.code == 2 and "an input of this command" in result.err
+    result = cli("render", run_dir, di, tmp_path / "o.wav")
+    assert result.code == 2 and "--knob isf=VALUE (0..10)" in result.err
     assert not (tmp_path / "o.wav").exists()
 
 
-def test_render_resamples_a_file_at_another_rate(
-    capsys: pytest.CaptureFixture[str], run_dir: Path, tmp_path: Path
-) -> None:
+def test_render_resamples_a_file_at_another_rate(cli, run_dir: Path, tmp_path: Path) -> None:
     src = tmp_path / "di16k.wav"
     write_wav(src, guitar_audio(16000, seed=4), 16000)
     out = tmp_path / "o.wav"
-    code, _, stderr = run_cli(capsys, "render", run_dir, src, out, "--knob", "isf=5")
-    assert code == 0, stderr
-    assert "resampled to the model's 8000 Hz" in stderr
+    result = cli("render", run_dir, src, out, "--knob", "isf=5")
+    assert result.code == 0, result.err
+    assert "resampled to the model's 8000 Hz" in result.err
     data, rate = sf.read(out, dtype="float32")
     assert rate == 16000 and data.shape == (16000,)
-    code, _, stderr = run_cli(
-        capsys, "render", run_dir, src, out, "--knob", "isf=5", "--no-resample"
-    )
-    assert code == 2 and "16000 Hz but the model was trained at 8000 Hz" in stderr
+    result = cli("render", run_dir, src, out, "--knob", "isf=5", "--no-resample")
+    assert result.code == 2 and "16000 Hz but the model was trained at 8000 Hz" in result.err
 
 
-def test_render_command_runs_as_a_program(run_dir: Path, di: Path, tmp_path: Path) -> None:
+def test_render_command_runs_as_a_program(
+    ampcap_process, run_dir: Path, di: Path, tmp_path: Path
+) -> None:
     out = tmp_path / "o.wav"
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "ampcap",
-            "render",
-            str(run_dir),
-            str(di),
-            str(out),
-            "--knob",
-            "isf=1",
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-    assert "x real time" in result.stderr and out.is_file()
+    result = ampcap_process("render", run_dir, di, out, "--knob", "isf=1")
+    assert result.code == 0, result.err
+    assert "x real time" in result.err and out.is_file()
 
 
 def test_render_a_wavenet_checkpoint(tmp_path: Path, di: Path) -> None:

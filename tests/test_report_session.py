@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,17 +12,7 @@ from ampcap.dataset.align import align_session
 from ampcap.errors import SessionError
 from ampcap.report_session import session_report_document, show_session_report
 
-
-def run_ampcap(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "ampcap", *args],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        env={**os.environ, "COLUMNS": "100"},
-        check=False,
-        stdin=subprocess.DEVNULL,
-    )
+TERMINAL = {"COLUMNS": "100"}  # the width the tables and messages are checked at
 
 
 @pytest.fixture(scope="module")
@@ -40,17 +27,17 @@ def session(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
-def test_an_unaligned_session_says_to_run_align(session: Path) -> None:
-    result = run_ampcap("report", str(session), cwd=session.parent)
-    assert result.returncode == 2
-    assert f"ampcap align {session}" in " ".join(result.stderr.split())
+def test_an_unaligned_session_says_to_run_align(ampcap_process, session: Path) -> None:
+    result = ampcap_process("report", str(session), cwd=session.parent, env=TERMINAL)
+    assert result.code == 2
+    assert f"ampcap align {session}" in result.err_flat
 
 
-def test_report_writes_html_and_plots(session: Path) -> None:
+def test_report_writes_html_and_plots(ampcap_process, session: Path) -> None:
     align_session(session)
-    result = run_ampcap("report", "s", "--json", cwd=session.parent)
-    assert result.returncode == 0, result.stderr
-    document = json.loads(result.stdout)
+    result = ampcap_process("report", "s", "--json", cwd=session.parent, env=TERMINAL)
+    assert result.code == 0, result.err
+    document = json.loads(result.out)
     assert document["report"] == "s/report/index.html"
     assert document["stale"] is False
     assert [t["knobs"]["isf"] for t in document["takes"]] == [0.0, 5.0, 10.0]
@@ -61,7 +48,7 @@ def test_report_writes_html_and_plots(session: Path) -> None:
         assert f"src='{png}'" in page
     assert "No warnings" in page
     assert "isf=10" in page
-    assert "s/report/index.html" in " ".join(result.stderr.split())
+    assert "s/report/index.html" in result.err_flat
 
 
 def test_report_tells_warnings_in_plain_language(session: Path) -> None:

@@ -14,8 +14,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -84,32 +82,22 @@ def browser() -> Iterator[object]:
         chromium.close()
 
 
-def ampcap(cwd: Path, *args: str) -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "ampcap", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        stdin=subprocess.DEVNULL,
-        check=False,
-    )
-    assert result.returncode == 0, f"ampcap {' '.join(args)} failed:\n{result.stderr}"
-
-
 @pytest.fixture(scope="module")
-def session_report(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def session_report(tmp_path_factory: pytest.TempPathFactory, ampcap_process) -> Path:
     folder = tmp_path_factory.mktemp("browser") / "session"
     make_session(folder, values=(0.0, 5.0, 10.0), di_seconds=4.0)
     align_session(folder)
-    ampcap(folder.parent, "report", "session")
+    ampcap_process("report", "session", cwd=folder.parent, check=True)
     return folder / "report" / "index.html"
 
 
 @pytest.fixture(scope="module")
-def run_report(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def run_report(tmp_path_factory: pytest.TempPathFactory, ampcap_process) -> Path:
     root = tmp_path_factory.mktemp("browser-run")
     make_dataset(root / "data", heldout=(5.0,))
-    ampcap(root, "train", "data", "--out", "run", "--hidden", "8", "--epochs", "2")
+    ampcap_process(
+        "train", "data", "--out", "run", "--hidden", "8", "--epochs", "2", cwd=root, check=True
+    )
     return root / "run" / "report.html"
 
 

@@ -8,10 +8,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 from split_helpers import SourceSpec, make_session
 
-from ampcap.cli import cli
 from ampcap.schema.dataset import load_dataset
 
 RATE = 1000
@@ -23,41 +21,28 @@ def cap(tmp_path: Path) -> Path:
     return make_session(tmp_path / "captures" / "demo", rate=RATE, sources=SOURCES)
 
 
-def test_split_prints_the_summary_and_writes_the_dataset(cap, tmp_path):
+def test_split_prints_the_summary_and_writes_the_dataset(cli, cap, tmp_path):
     out = tmp_path / "data" / "demo"
-    result = CliRunner().invoke(
-        cli,
-        [
-            "split",
-            str(cap),
-            "--out",
-            str(out),
-            "--block-seconds",
-            "1",
-            "--holdout",
-            "isf=5",
-            "--export",
-            "coreaudioml",
-        ],
+    result = cli(
+        *("split", cap, "--out", out, "--block-seconds", "1"),
+        *("--holdout", "isf=5", "--export", "coreaudioml"),
     )
-    assert result.exit_code == 0, result.output
-    assert result.stdout == ""  # tables and progress go to stderr
-    assert "Dataset demo: minutes of audio" in result.stderr
-    assert "held out: test only" in result.stderr
-    assert "20 blocks of 1 s (train / val / test: 14 / 3 / 3" in result.stderr
-    assert f"coreaudioml export: {out / 'Data'}" in result.stderr
+    assert result.code == 0, result.out + result.err
+    assert result.out == ""  # tables and progress go to stderr
+    assert "Dataset demo: minutes of audio" in result.err
+    assert "held out: test only" in result.err
+    assert "20 blocks of 1 s (train / val / test: 14 / 3 / 3" in result.err
+    assert f"coreaudioml export: {out / 'Data'}" in result.err
     manifest = load_dataset(out)
     assert manifest.heldout == ({"isf": 5.0},)
     assert (out / "Data" / "val" / "demo-target.wav").exists()
 
 
-def test_json_prints_one_document_on_stdout(cap, tmp_path):
+def test_json_prints_one_document_on_stdout(cli, cap, tmp_path):
     out = tmp_path / "data" / "demo"
-    result = CliRunner().invoke(
-        cli, ["split", str(cap), "-o", str(out), "--block-seconds", "1", "--seed", "7", "--json"]
-    )
-    assert result.exit_code == 0, result.output
-    document = json.loads(result.stdout)
+    result = cli("split", cap, "-o", out, "--block-seconds", "1", "--seed", "7", "--json")
+    assert result.code == 0, result.out + result.err
+    document = json.loads(result.out)
     assert document["dataset"] == str(out)
     assert document["settings"] == ["isf=0", "isf=5", "isf=10"]
     assert document["blocks"] == {"train": 14, "val": 3, "test": 3}
@@ -81,24 +66,14 @@ def test_help_has_examples_and_loads_no_torch():
     assert "--holdout KNOB=VALUE" in help_text
 
 
-def test_user_errors_exit_2_with_a_message_and_no_traceback(tmp_path):
+def test_user_errors_exit_2_with_a_message_and_no_traceback(ampcap_process, tmp_path):
     cap = make_session(tmp_path / "cap", rate=RATE, sources=SOURCES)
     (cap / "aligned" / "alignment.json").unlink()
     out = tmp_path / "data" / "x"
-    run = subprocess.run(
-        [sys.executable, "-m", "ampcap", "split", str(cap), "--out", str(out)],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-    )
-    assert run.returncode == 2
-    assert "ampcap align" in run.stderr and "Traceback" not in run.stderr
+    run = ampcap_process("split", cap, "--out", out, cwd=tmp_path)
+    assert run.code == 2
+    assert "ampcap align" in run.err and "Traceback" not in run.err
     assert not out.exists()
-    bad = subprocess.run(
-        [sys.executable, "-m", "ampcap", "split", str(cap), "--out", str(out), "--holdout", "isf"],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-    )
-    assert bad.returncode == 2
-    assert "--holdout 'isf' is not KNOB=VALUE" in bad.stderr
+    bad = ampcap_process("split", cap, "--out", out, "--holdout", "isf", cwd=tmp_path)
+    assert bad.code == 2
+    assert "--holdout 'isf' is not KNOB=VALUE" in bad.err

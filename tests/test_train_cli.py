@@ -7,48 +7,36 @@ import json
 import pytest
 from train_helpers import make_dataset, one_thread  # noqa: F401 (autouse fixture)
 
-from ampcap.cli import main
-
-
-def run_cli(args: list[str], capsys) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as exit_info:
-        main(args)
-    captured = capsys.readouterr()
-    return exit_info.value.code, captured.out, captured.err
-
 
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
     return make_dataset(tmp_path_factory.mktemp("cli") / "data")
 
 
-def test_train_writes_a_run_and_prints_the_per_setting_table(tmp_path, data_dir, capsys):
+def test_train_writes_a_run_and_prints_the_per_setting_table(tmp_path, data_dir, cli):
     out = tmp_path / "runs" / "demo"
-    code, stdout, stderr = run_cli(
-        [
-            "train",
-            str(data_dir),
-            "--out",
-            str(out),
-            "--hidden",
-            "8",
-            "--epochs",
-            "2",
-            "--lr",
-            "5e-3",
-            "--device",
-            "cpu",
-            "--threads",
-            "1",
-        ],
-        capsys,
+    result = cli(
+        "train",
+        str(data_dir),
+        "--out",
+        str(out),
+        "--hidden",
+        "8",
+        "--epochs",
+        "2",
+        "--lr",
+        "5e-3",
+        "--device",
+        "cpu",
+        "--threads",
+        "1",
     )
-    assert code == 0, stderr
-    assert stdout == ""  # results go to stderr unless --json
+    assert result.code == 0, result.err
+    assert result.out == ""  # results go to stderr unless --json
     for row in ("tone=0", "tone=5", "tone=10", "pooled"):
-        assert row in stderr
+        assert row in result.err
     # The progress line says which model its second ESR is of.
-    assert "kept (lowest val loss)" in stderr
+    assert "kept (lowest val loss)" in result.err
     for name in (
         "run.json",
         "model.pt",
@@ -66,44 +54,42 @@ def test_train_writes_a_run_and_prints_the_per_setting_table(tmp_path, data_dir,
     assert run["train_config"]["threads"] == 1 and run["train_config"]["device"] == "cpu"
 
     # The same folder again is refused unless --resume.
-    code, _, stderr = run_cli(["train", str(data_dir), "--out", str(out), "--epochs", "2"], capsys)
-    assert code == 2 and "already holds a training run" in stderr and "--resume" in stderr
+    result = cli("train", str(data_dir), "--out", str(out), "--epochs", "2")
+    assert (
+        result.code == 2
+        and "already holds a training run" in result.err
+        and "--resume" in result.err
+    )
 
     # --resume with another architecture is refused, naming the difference.
-    code, _, stderr = run_cli(
-        ["train", str(data_dir), "--out", str(out), "--resume", "--arch", "gru"], capsys
-    )
-    assert code == 2 and "another architecture" in stderr and "'gru'" in stderr
+    result = cli("train", str(data_dir), "--out", str(out), "--resume", "--arch", "gru")
+    assert result.code == 2 and "another architecture" in result.err and "'gru'" in result.err
 
     # --resume with the run's own settings continues to more epochs; --json is one document.
-    code, stdout, stderr = run_cli(
-        ["train", str(data_dir), "--out", str(out), "--resume", "--epochs", "4", "--json"], capsys
-    )
-    assert code == 0, stderr
-    document = json.loads(stdout)
+    result = cli("train", str(data_dir), "--out", str(out), "--resume", "--epochs", "4", "--json")
+    assert result.code == 0, result.err
+    document = json.loads(result.out)
     assert document["summary"]["epochs"] == 4
     assert [s["setting"] for s in document["test"]["settings"]] == ["tone=0", "tone=5", "tone=10"]
 
-    code, stdout, stderr = run_cli(["report", str(out), "--json"], capsys)
-    assert code == 0, stderr
-    assert json.loads(stdout)["report"].endswith("report.html")
+    result = cli("report", str(out), "--json")
+    assert result.code == 0, result.err
+    assert json.loads(result.out)["report"].endswith("report.html")
 
 
-def test_train_refuses_a_folder_that_is_not_a_dataset(tmp_path, capsys):
+def test_train_refuses_a_folder_that_is_not_a_dataset(tmp_path, cli):
     (tmp_path / "empty").mkdir()
-    code, _, stderr = run_cli(
-        ["train", str(tmp_path / "empty"), "--out", str(tmp_path / "r")], capsys
-    )
-    assert code == 2 and "not an ampcap dataset" in stderr
+    result = cli("train", str(tmp_path / "empty"), "--out", str(tmp_path / "r"))
+    assert result.code == 2 and "not an ampcap dataset" in result.err
     assert not (tmp_path / "r").exists()
 
 
-def test_train_refuses_a_non_empty_folder_that_is_not_a_run(tmp_path, data_dir, capsys):
+def test_train_refuses_a_non_empty_folder_that_is_not_a_run(tmp_path, data_dir, cli):
     out = tmp_path / "busy"
     out.mkdir()
     (out / "notes.txt").write_text("mine")
-    code, _, stderr = run_cli(["train", str(data_dir), "--out", str(out)], capsys)
-    assert code == 2 and "not an empty folder" in stderr
+    result = cli("train", str(data_dir), "--out", str(out))
+    assert result.code == 2 and "not an empty folder" in result.err
     assert (out / "notes.txt").read_text() == "mine"
 
 
