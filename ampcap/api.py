@@ -73,7 +73,34 @@ def record_request(
 ) -> RecordRequest:
     """What :func:`record` will do, checked, without recording: the rig, knobs and plan.
 
-    Parameters are those of :func:`record`.
+    Parameters
+    ----------
+    rig : str
+        A shipped rig's name (``"virtual"``, ``"motu"``...) or the path of a rig ``.toml``.
+    out : str or Path
+        The session folder; running the same call again resumes it.
+    knobs : sequence of str
+        Knobs to step through (several make a grid); default the rig's only knob.
+    steps : int, optional
+        Settings per knob for the grid plan (default 5).
+    ranges : sequence of str
+        ``"MIN:MAX"`` per knob in order, or ``"NAME=MIN:MAX"``; default the rig's dial.
+    plan : {"grid", "lhs"}
+        Every combination, or a Latin hypercube of ``takes`` settings.
+    takes : int, optional
+        Number of settings for ``plan="lhs"``.
+    di : sequence of str
+        DI files (``[KIND:]PATH``); empty plays the built-in DI.
+    di_seconds : float, default 60
+        Length of the built-in DI, seconds.
+    device : str, optional
+        An audio device name substring instead of the rig's.
+    seed : int, default 0
+        Seed of the built-in DI and of the LHS plan.
+    retake : bool, default False
+        Record complete takes again.
+    assume_yes : bool, default True
+        Never wait for a person (knobs set by hand are announced, then recorded).
     """
     from ampcap.capture.plan import knob_ranges, make_plan
     from ampcap.capture.rig import load_rig
@@ -107,50 +134,17 @@ def record(
     rig: str,
     out: str | Path,
     *,
-    knobs: Sequence[str] = (),
-    steps: int | None = None,
-    ranges: Sequence[str] = (),
-    plan: str = "grid",
-    takes: int | None = None,
-    di: Sequence[str] = (),
-    di_seconds: float = 60.0,
-    device: str | None = None,
-    seed: int = 0,
-    retake: bool = False,
-    assume_yes: bool = True,
     monitor: Any = None,
     say: Callable[[str], None] = print,
+    **options: Any,
 ) -> SessionResult:
     """Record a device at each knob setting into the session folder ``out`` (``ampcap record``).
 
     Parameters
     ----------
-    rig : str
-        A shipped rig's name (``"virtual"``, ``"motu"``...) or the path of a rig ``.toml``.
-    out : str or Path
-        The session folder; running the same call again resumes it.
-    knobs : sequence of str
-        Knobs to step through (several make a grid); default the rig's only knob.
-    steps : int, optional
-        Settings per knob for the grid plan (default 5).
-    ranges : sequence of str
-        ``"MIN:MAX"`` per knob in order, or ``"NAME=MIN:MAX"``; default the rig's dial.
-    plan : {"grid", "lhs"}
-        Every combination, or a Latin hypercube of ``takes`` settings.
-    takes : int, optional
-        Number of settings for ``plan="lhs"``.
-    di : sequence of str
-        DI files (``[KIND:]PATH``); empty plays the built-in DI.
-    di_seconds : float, default 60
-        Length of the built-in DI, seconds.
-    device : str, optional
-        An audio device name substring instead of the rig's.
-    seed : int, default 0
-        Seed of the built-in DI and of the LHS plan.
-    retake : bool, default False
-        Record complete takes again.
-    assume_yes : bool, default True
-        Never wait for a person (knobs set by hand are announced, then recorded).
+    rig, out, **options
+        As for :func:`record_request`: ``knobs``, ``steps``, ``ranges``, ``plan``, ``takes``,
+        ``di``, ``di_seconds``, ``device``, ``seed``, ``retake``, ``assume_yes``.
     monitor : object, optional
         Live meter callbacks (:class:`ampcap.capture.session.Monitor`).
     say : callable, default print
@@ -159,10 +153,7 @@ def record(
     from ampcap.capture.session import record_session
     from ampcap.outputs import folder_lock
 
-    request = record_request(
-        rig, out, knobs=knobs, steps=steps, ranges=ranges, plan=plan, takes=takes, di=di,
-        di_seconds=di_seconds, device=device, seed=seed, retake=retake, assume_yes=assume_yes,
-    )  # fmt: skip
+    request = record_request(rig, out, **options)
     with folder_lock(request.out, "record"):
         return record_session(request, monitor=monitor, say=say)
 

@@ -131,11 +131,11 @@ def spearman(a: list[float], b: list[float]) -> float:
 
 def outputs_by_position(session: Path) -> dict[float, np.ndarray]:
     """Each take's pre-emphasised device output over the DI, keyed by knob position."""
-    from ampcap.dataset.plan import _device_outputs
+    from ampcap.dataset.plan import device_outputs
     from ampcap.dataset.split_inputs import load_session_input
 
     loaded, _ = load_session_input(session, 0, allow_warnings=True)
-    outputs = _device_outputs(loaded)
+    outputs = device_outputs(loaded)
     return {t.knobs[KNOB]: y for t, y in zip(loaded.takes, outputs, strict=True)}
 
 

@@ -16,7 +16,6 @@ from dataclasses import replace
 from pathlib import Path
 
 from ampcap.capture.engine import AudioEngine
-from ampcap.capture.knobs import KnobController
 from ampcap.capture.plan import KnobRange
 from ampcap.capture.rig import Rig
 from ampcap.capture.session import (
@@ -25,10 +24,10 @@ from ampcap.capture.session import (
     RecordRequest,
     SessionResult,
     _knob_controller,
-    _NoMonitor,
     _program_hash,
     open_engine,
     program_samples,
+    release,
     session_differences,
 )
 from ampcap.errors import AmpcapError, SessionError, UsageError
@@ -76,7 +75,7 @@ def check_added_settings(
             raise UsageError(
                 f"The setting {describe(setting)} does not name the session's knobs "
                 f"({', '.join(names)}); give each of them, for example "
-                f"--add-settings {knob_label({n: k.minimum for n, k in zip(names, existing.knobs, strict=True)})}."
+                f"--add-settings {knob_label({k.name: k.minimum for k in existing.knobs})}."
             )
         for knob in existing.knobs:
             value = setting[knob.name]
@@ -175,7 +174,7 @@ def add_to_session(
         assume_yes=assume_yes,
         device_override=device_override,
     )
-    controller: KnobController = _knob_controller(request, say, ask, interactive)
+    controller = _knob_controller(request, say, ask, interactive)
     engine: AudioEngine | None = None
     try:
         controller.check_ready()
@@ -183,23 +182,10 @@ def add_to_session(
         controller.bind(engine)
         save_session(out, manifest)
         samples = program_samples(out / PROGRAM_NAME, manifest.program.length)
-        recorder = Recorder(
-            out, manifest, samples, engine, controller, monitor or _NoMonitor(), say
-        )
-        recorded, skipped, stopped = recorder.run(False)
-        return SessionResult(
-            folder=out,
-            manifest=recorder.manifest,
-            recorded=recorded,
-            skipped=skipped,
-            stopped=stopped,
-            resumed=True,
-            notices=tuple(notes),
-        )
+        recorder = Recorder(out, manifest, samples, engine, controller, monitor, say)
+        return recorder.result(False, True, notes)
     finally:
-        controller.close()
-        if engine is not None and callable(close := getattr(engine, "close", None)):
-            close()
+        release(controller, engine)
 
 
 def settings_from_plan_file(path: Path) -> list[dict[str, float]]:

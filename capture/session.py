@@ -30,7 +30,7 @@ import shutil
 import signal
 import tempfile
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -488,7 +488,8 @@ class Recorder:
     engine : AudioEngine
     controller : KnobController
         Bound to ``engine``.
-    monitor : Monitor
+    monitor : Monitor, optional
+        Live meter callbacks; none by default.
     say : callable
         Prints one line for the user.
     """
@@ -500,7 +501,7 @@ class Recorder:
         program: np.ndarray,
         engine: AudioEngine,
         controller: KnobController,
-        monitor: Monitor,
+        monitor: Monitor | None,
         say: Callable[[str], None],
     ) -> None:
         self.folder = folder
@@ -508,8 +509,22 @@ class Recorder:
         self.program = program
         self.engine = engine
         self.controller = controller
-        self.monitor = monitor
+        self.monitor = monitor or _NoMonitor()
         self.say = say
+
+    def result(self, retake: bool, resumed: bool, notices: Sequence[str]) -> SessionResult:
+        """:meth:`run`, told as a :class:`SessionResult` (``resumed``: the folder held the
+        session before this run; ``notices``: what was said about it)."""
+        recorded, skipped, stopped = self.run(retake)
+        return SessionResult(
+            folder=self.folder,
+            manifest=self.manifest,
+            recorded=recorded,
+            skipped=skipped,
+            stopped=stopped,
+            resumed=resumed,
+            notices=tuple(notices),
+        )
 
     def run(self, retake: bool) -> tuple[tuple[str, ...], tuple[str, ...], bool]:
         """Record every take that is not complete (every take with ``retake``), in plan order.
@@ -848,24 +863,18 @@ def record_session(
         manifest, samples = _start_session(request, existing, engine, program, knobs, say)
         # The DI's working files are not needed for recording: free their disk space now.
         shutil.rmtree(workdir, ignore_errors=True)
-        recorder = Recorder(
-            request.out, manifest, samples, engine, controller, monitor or _NoMonitor(), say
-        )
-        recorded, skipped, stopped = recorder.run(request.retake)
-        return SessionResult(
-            folder=request.out,
-            manifest=recorder.manifest,
-            recorded=recorded,
-            skipped=skipped,
-            stopped=stopped,
-            resumed=existing is not None,
-            notices=tuple(notices),
-        )
+        recorder = Recorder(request.out, manifest, samples, engine, controller, monitor, say)
+        return recorder.result(request.retake, existing is not None, notices)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-        controller.close()
-        if engine is not None and callable(close := getattr(engine, "close", None)):
-            close()
+        release(controller, engine)
+
+
+def release(controller: KnobController, engine: AudioEngine | None) -> None:
+    """Close the knob controller and the engine (if it was opened and can be closed)."""
+    controller.close()
+    if engine is not None and callable(close := getattr(engine, "close", None)):
+        close()
 
 
 def _knob_controller(

@@ -136,7 +136,7 @@ def bend_esr(low: np.ndarray, middle: np.ndarray, high: np.ndarray) -> float:
     return float(np.dot(residual, residual)) / energy if energy > 0 else 0.0
 
 
-def _device_outputs(session: SessionInput) -> list[np.ndarray]:
+def device_outputs(session: SessionInput) -> list[np.ndarray]:
     """Each take's device output over the DI sources, pre-emphasised, float64."""
     outputs = []
     for take in session.takes:
@@ -188,7 +188,7 @@ def plan_session(
             "least the two ends of the knob first (`ampcap record --steps 2`)."
         )
     outputs = []
-    for done, output in enumerate(_device_outputs(session), start=1):
+    for done, output in enumerate(device_outputs(session), start=1):
         outputs.append(output)
         if on_take:
             on_take(done, len(session.takes))

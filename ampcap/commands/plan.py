@@ -52,11 +52,11 @@ def plan(folders: tuple[Path, ...], add: int, out: Path | None, as_json: bool) -
     """
     from ampcap.console import err, print_json, progress
     from ampcap.errors import UsageError
-    from ampcap.files import atomic_write_json, read_json
+    from ampcap.files import atomic_write_json
     from ampcap.outputs import probe_folder
 
     if out is not None:
-        if out.exists() and "add" not in _json_or_empty(read_json, out):
+        if out.exists() and not _is_plan_file(out):
             raise UsageError(
                 f"--out {out} exists and is not a plan ampcap wrote; give a new file name. "
                 "Nothing was changed."
@@ -104,11 +104,13 @@ def _show(result, document: dict, runs: bool) -> None:
         err.print(f"  {item['label']}: {item['reason']}", soft_wrap=True)
 
 
-def _json_or_empty(read_json, path: Path) -> dict:
+def _is_plan_file(path: Path) -> bool:
+    """Whether ``path`` holds a plan ``ampcap plan --out`` wrote (a JSON object with "add")."""
     from ampcap.errors import AmpcapError
+    from ampcap.files import read_json
 
     try:
         document = read_json(path, "a plan")
     except (AmpcapError, OSError):  # an unreadable file is not a plan
-        return {}
-    return document if isinstance(document, dict) else {}
+        return False
+    return isinstance(document, dict) and "add" in document
