@@ -3,8 +3,8 @@
 Each function takes the same options as its command (``ampcap record``, ``align``, ``split``,
 ``plan``, ``train``, ``export``, ``render``, ``report``), holds the same folder lock while it
 writes, writes the same files and returns the result as a frozen dataclass instead of printing
-it. The commands are thin shells over these functions, so a notebook and a terminal get
-byte-identical sessions, alignments, datasets and models from the same options and seeds.
+it. ``record``, ``align``, ``split``, ``plan``, ``train`` and ``export`` are thin shells over
+these functions, so a notebook and a terminal get byte-identical sessions, alignments, datasets and models from the same options and seeds.
 Errors are :class:`ampcap.errors.AmpcapError` subclasses with a message that says what to do.
 
 Example, the built-in virtual rig end to end::
