@@ -87,6 +87,14 @@ RESPONSE_REACH_SECONDS = 0.003
 #: samples at 48 kHz): wide enough to hold the two or three main lobes a tone stack leaves,
 #: narrow enough to leave out the slow tail of a coupling capacitor.
 RESPONSE_KERNEL_SECONDS = 0.00033
+#: A window's own band, when its drift reading uses it: the bins where its input is within
+#: 40 dB of its loudest.
+WINDOW_FLOOR = 1e-4
+#: The drift is read from each window's own band only when the windows scatter about that
+#: line by under this fraction of their scatter with the file's weights (through a guitar
+#: overdrive, 0.2-0.35; between 0.6 and 0.9 the two readings are about as good, and the
+#: file's weights, which use more bins, are kept).
+OWN_BAND_SCATTER = 0.6
 #: Regularisation of the best linear approximation Sxy / (Sxx + floor·max Sxx): bins where the
 #: input is more than 40 dB under its loudest carry too little to measure the response, and
 #: the floor keeps their noise from the impulse response.
@@ -430,7 +438,6 @@ class _Spectra:
     bins: np.ndarray
     psi: np.ndarray
     phase: np.ndarray
-    snr: np.ndarray
 
     @classmethod
     def of(
@@ -448,10 +455,7 @@ class _Spectra:
         useful = (power_x > 1e-8 * power_x.max()) & (psi > 1e-3 * max(float(psi.max()), 1e-30))
         useful[0] = False
         bins = np.flatnonzero(useful)
-        snr = np.minimum(gamma2, 0.999)[bins]
-        return cls(
-            coherence, cross, power_x, bins, psi[bins], _unit(cross[bins]), snr / (1.0 - snr)
-        )
+        return cls(coherence, cross, power_x, bins, psi[bins], _unit(cross[bins]))
 
     def envelope_centre(self, length: int, around: float, reach: float) -> float:
         """Centre (first moment of the energy) of the envelope's main hump, samples.
@@ -816,17 +820,62 @@ class _FineFit:
             RESPONSE_REACH_SECONDS * self.rate if first else RESPONSE_KERNEL_SECONDS * self.rate,
             RESPONSE_KERNEL_SECONDS * self.rate,
         )
-        # Each window's delay against a reference's: the device's own phase cancels in the
-        # difference, which leaves a clean correlation with one main lobe to read the drift.
-        # The reference is all segments' average once the line is close; before that, a
-        # line a few ppm off smears that average, and the window read most precisely serves.
-        # Each window weighs by the precision of a delay read from phases (the Cramér-Rao
-        # bound: Σ f²·SNR(f), with SNR = segments·γ²/(1 - γ²) from its own coherence).
-        means = [cross_each[group][:, whole.bins].mean(axis=0) for group in self.groups]
-        precision = []
+        # The drift is read two ways, and the line whose windows agree best is kept. With the
+        # file's weights, each window weighs every bin where the file is coherent; with each
+        # window's own band, only the bins where that window's input plays. Through an
+        # overdrive a guitar window's strong notes put distortion products in bins where its
+        # own input is weak, and their phase follows the notes, not the delay: each window
+        # then reads its own band best (drift errors of 1 ppm fall to 0.1). A bass window's
+        # own band is its fundamentals alone, where a delay of one sample turns the phase by
+        # a hundredth of a radian, and the file's weights, which keep the harmonics, read it
+        # better. The windows' scatter about each line tells which case holds; near a tie the
+        # file's weights, which use more bins, serve.
+        fitted, error = self._windows_line(line, whole, cross_each, power_y, delay, first, False)
+        if self.drift and len(self.groups) > 2:
+            own, own_error = self._windows_line(
+                line, whole, cross_each, power_y, delay, first, True
+            )
+            if own_error < OWN_BAND_SCATTER * error:
+                fitted = own
+        return fitted, whole, polarity
+
+    def _windows_line(
+        self,
+        line: _Line,
+        whole: _Spectra,
+        cross_each: np.ndarray,
+        power_y: np.ndarray,
+        delay: float,
+        first: bool,
+        own_band: bool,
+    ) -> tuple[_Line, float]:
+        """The line through the windows' delays, and the standard error of its slope (ppm).
+
+        Each window's delay is read against a reference: the device's own phase cancels in
+        the difference, which leaves a clean correlation with one main lobe. The reference is
+        all segments' average once the line is close; before that, a line a few ppm off smears
+        that average, and the window read most precisely serves. Each window weighs by the
+        precision of a delay read from phases (the Cramér-Rao bound: Σ ψ·f²·SNR(f), with
+        SNR = γ²/(1 - γ²) from its own coherence above its floor, capped as in ψ so that one
+        window with a few nearly noiseless bins does not decide the line alone). With
+        ``own_band`` a window weighs only the bins where its own input plays.
+        """
+        frequencies = whole.bins.astype(np.float64)
+        means, weights, precision = [], [], []
         for group in self.groups:
-            own = self.spectra(group, cross_each, power_y)
-            precision.append(len(group) * float(np.dot(own.snr, own.bins.astype(np.float64) ** 2)))
+            mean = cross_each[group][:, whole.bins].mean(axis=0)
+            power_x = self.segments.power_x(group)[whole.bins].astype(np.float64)
+            psi = whole.psi
+            if own_band:
+                psi = psi * power_x / (power_x + WINDOW_FLOOR * max(float(power_x.max()), 1e-30))
+            own_power_y = power_y[group][:, whole.bins].mean(axis=0)
+            gamma2 = (mean.real**2 + mean.imag**2) / np.maximum(power_x * own_power_y, 1e-30)
+            gamma2 = np.clip(gamma2 - 1.0 / len(group), 0.0, MAX_GAMMA2)
+            precision.append(
+                len(group) * float(np.dot(psi * gamma2 / (1.0 - gamma2), frequencies**2))
+            )
+            means.append(mean)
+            weights.append(psi)
         sizes = np.maximum(np.array(precision), 1e-30)
         if first:
             reference, search = _unit(means[int(np.argmax(sizes))]), self.reach
@@ -835,19 +884,22 @@ class _FineFit:
         offsets = np.array(
             [
                 _correlation_peak(
-                    _unit(mean) * np.conj(reference),
-                    whole.psi,
-                    whole.bins,
-                    self.segment,
-                    search,
+                    _unit(mean) * np.conj(reference), psi, whole.bins, self.segment, search
                 )
-                for mean in means
+                for mean, psi in zip(means, weights, strict=True)
             ]
         )
         if first:
             offsets -= float(np.average(offsets, weights=sizes))
-        delays = np.array([float(line.at(c)) for c in self.centres]) + delay + offsets
-        return _robust_line(self.centres, delays, sizes, self.drift), whole, polarity
+        delays = line.at(self.centres) + delay + offsets
+        fitted = _robust_line(self.centres, delays, sizes, self.drift)
+        # Standard error of a weighted least-squares slope: the weighted mean square residual
+        # over the weighted spread of the windows' times.
+        w = sizes / sizes.sum()
+        spread = float(np.dot(w, (self.centres - np.dot(w, self.centres)) ** 2))
+        residual = delays - fitted.at(self.centres)
+        error = math.sqrt(float(np.dot(w, residual**2)) / spread) * 1e6 if spread > 0 else 0.0
+        return fitted, error
 
 
 def _as_float32(x: np.ndarray, name: str) -> np.ndarray:
