@@ -87,6 +87,10 @@ RESPONSE_REACH_SECONDS = 0.003
 #: samples at 48 kHz): wide enough to hold the two or three main lobes a tone stack leaves,
 #: narrow enough to leave out the slow tail of a coupling capacitor.
 RESPONSE_KERNEL_SECONDS = 0.00033
+#: The response's delay is searched from its earliest peak at least this fraction of its
+#: highest: high enough that a side lobe of the main one seldom qualifies, low enough that of
+#: a doublet's two lobes the first always does.
+RESPONSE_FIRST_PEAK = 0.8
 #: A window's own band, when its drift reading uses it: the bins where its input is within
 #: 40 dB of its loudest.
 WINDOW_FLOOR = 1e-4
@@ -497,12 +501,12 @@ class _Spectra:
         The response is the impulse response of the best linear approximation of the device,
         ``H = Sxy / (Sxx + floor)``: the H1 frequency-response estimate (J. S. Bendat and A. G.
         Piersol, "Random Data", 4th ed., 2010, ch. 6), with a floor of :data:`RESPONSE_FLOOR`
-        of the input's largest power.
-        Unlike the coherence weights, it does not depend on the noise, hum or level of the
-        recording: noise and distortion products that do not correlate with the input average
-        out of Sxy. Its delay is found by mean shift: from the largest ``|h|`` within
-        ``reach``, the centre of ``h²`` under an Epanechnikov kernel of half-width ``kernel``
-        samples, moved there until it stays. When two lobes stand almost equally high (a tone
+        of the input's largest power. Unlike the coherence weights, it does not depend on the
+        noise, hum or level of the recording: noise and distortion products that do not
+        correlate with the input average out of Sxy. Its delay is found by mean shift: from
+        the earliest of the highest peaks of ``|h|`` within ``reach``, the centre of ``h²``
+        under an Epanechnikov kernel of half-width ``kernel`` samples, moved there until it
+        stays. When two lobes stand almost equally high (a tone
         stack's ringing), the kernel holds both, and the centre does not jump between them
         with the noise as the highest point does. The polarity is the sign of the response's
         energy under the kernel, ``Σ K·h·|h|``.
@@ -519,8 +523,15 @@ class _Spectra:
         )
         values = impulse[np.mod(lags, size)]
         lags = lags / oversample
-        inside = np.abs(lags) <= reach
-        centre = float(lags[int(np.argmax(np.where(inside, np.abs(values), -1.0)))])
+        # The start: the earliest peak of |h| within reach that stands within
+        # RESPONSE_FIRST_PEAK of the highest. With a bass DI the response can be a doublet, two
+        # lobes of opposite sign and the same height a dozen samples apart, that the kernel
+        # does not hold both of; its highest point then jumps between them with the noise,
+        # its first does not.
+        height = np.where(np.abs(lags) <= reach, np.abs(values), 0.0)
+        peaks = (height[1:-1] >= height[:-2]) & (height[1:-1] >= height[2:])
+        peaks &= height[1:-1] >= RESPONSE_FIRST_PEAK * height.max()
+        centre = float(lags[int(np.flatnonzero(peaks)[0]) + 1]) if peaks.any() else 0.0
         energy = values**2
         weights = np.zeros_like(energy)
         for _ in range(50):
