@@ -81,7 +81,7 @@ SEGMENT_SECONDS = 0.085
 MAX_SEGMENTS = 192
 #: The device's response is searched this far either side of the fine line, seconds. Through
 #: a dispersive device the response's peak and the coherent correlation's hump can stand a few
-#: dozen samples apart (Guitarix chump and fuzz with a bass DI, up to 90 at 48 kHz).
+#: dozen samples apart (Guitarix chump and fuzz with a bass DI, up to 80 at 48 kHz).
 RESPONSE_REACH_SECONDS = 0.003
 #: Half-width of the kernel whose centre of energy is the response's delay, seconds (16
 #: samples at 48 kHz): wide enough to hold the two or three main lobes a tone stack leaves,
