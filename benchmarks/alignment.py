@@ -54,6 +54,7 @@ Usage::
 
     python benchmarks/alignment.py [--cases 120] [--di-seconds 30] [--seed 0]
                                    [--only virtual|devices]
+                                   [--device NAME ...] [--instrument guitar|bass] [--pairs-only]
 
 Throughput is seconds of take (two channels) aligned per second, on one core (BLAS and FFT
 threads pinned to 1): per second of the process's CPU time (user + system, so file writes
@@ -311,17 +312,10 @@ def _measure(call):
     return result, cpu, peak
 
 
-def device_pair_case(
-    device, position: float, rate: int, instrument: str, loopback: bool, rng, work: Path
-) -> PairOutcome:
-    from thirdparty import Interface, realistic_di, run_device
+def draw_recording(rng):
+    """A random interface, the fraction of the DI its output covers, and its tail (seconds)."""
+    from thirdparty import Interface
 
-    from ampcap.dataset.pairs import align_files
-    from ampcap.errors import AlignmentError
-    from ampcap.files import write_audio
-
-    di = realistic_di(PAIR_DI_SECONDS, rate, instrument, seed=1 if instrument == "bass" else 0)
-    output = run_device(device, position, di, rate, tail_seconds=2.0)
     interface = Interface(
         latency_samples=float(rng.uniform(0, 5000)),
         drift_ppm=float(rng.uniform(-300, 300)),
@@ -334,6 +328,27 @@ def device_pair_case(
     )
     cut = float(rng.uniform(0.5, 1.0))
     tail = float(rng.uniform(0.0, 2.0)) if cut > 0.97 else 0.0
+    return interface, cut, tail
+
+
+def device_pair_case(
+    device,
+    position: float,
+    rate: int,
+    instrument: str,
+    loopback: bool,
+    recording: tuple,
+    work: Path,
+) -> PairOutcome:
+    from thirdparty import Interface, realistic_di, run_device
+
+    from ampcap.dataset.pairs import align_files
+    from ampcap.errors import AlignmentError
+    from ampcap.files import write_audio
+
+    di = realistic_di(PAIR_DI_SECONDS, rate, instrument, seed=1 if instrument == "bass" else 0)
+    output = run_device(device, position, di, rate, tail_seconds=2.0)
+    interface, cut, tail = recording
     frames = int(len(di) * cut + tail * rate)
     recorded = interface.record(output, frames, rate)
     covered = min(int(len(di) * cut), len(di))
@@ -594,10 +609,18 @@ def _pair_table(groups: dict[str, list[PairOutcome]], targets: dict[str, str]) -
     return "\n".join(lines)
 
 
-def run_devices(seed: int) -> None:
+def run_devices(
+    seed: int, devices: list[str] | None = None, instrument: str | None = None, pairs_only=False
+) -> None:
+    """The third-party part; ``devices`` and ``instrument`` keep only some cases (each case
+    still gets the recording it gets in a full run), ``pairs_only`` leaves out the must-refuse
+    cases, the sessions and the delay-definition table."""
     from thirdparty import DEVICES, require_tools
 
     require_tools("lv2apply", "fluidsynth")
+    unknown = sorted(set(devices or ()) - set(DEVICES))
+    if unknown:
+        raise SystemExit(f"unknown device {', '.join(unknown)}; choose from {', '.join(DEVICES)}")
     rng = np.random.default_rng(seed)
     outcomes: list[PairOutcome] = []
     with tempfile.TemporaryDirectory(prefix="ampcap-bench-devices-") as tmp:
@@ -607,13 +630,18 @@ def run_devices(seed: int) -> None:
             for position in POSITIONS:
                 for rate in DEVICE_RATES:
                     for loopback in (False, True) if case % 3 == 0 else (False,):
-                        instrument = "bass" if case % 4 == 3 else "guitar"
+                        played = "bass" if case % 4 == 3 else "guitar"
+                        recording = draw_recording(rng)
+                        if (devices and device.name not in devices) or (
+                            instrument and played != instrument
+                        ):
+                            continue
                         outcome = device_pair_case(
-                            device, position, rate, instrument, loopback, rng, work
+                            device, position, rate, played, loopback, recording, work
                         )
                         outcomes.append(outcome)
                         print(
-                            f"{device.name} {position:g} {rate} Hz {instrument} "
+                            f"{device.name} {position:g} {rate} Hz {played} "
                             f"{'loopback' if loopback else 'pair'} SNR {outcome.snr_db:.0f} dB -> "
                             + (
                                 f"REFUSED: {outcome.refused}"
@@ -624,9 +652,12 @@ def run_devices(seed: int) -> None:
                             file=sys.stderr,
                         )
                     case += 1
-        refusals = [r for rate in DEVICE_RATES for r in refusal_cases(rate, work)]
-        sessions = session_cases(48000, work)
-        definitions = definition_table(48000)
+        if pairs_only:
+            refusals, sessions, definitions = [], [], ""
+        else:
+            refusals = [r for rate in DEVICE_RATES for r in refusal_cases(rate, work)]
+            sessions = session_cases(48000, work)
+            definitions = definition_table(48000)
 
     pairs = [o for o in outcomes if not o.loopback]
     looped = [o for o in outcomes if o.loopback]
@@ -656,7 +687,14 @@ def run_devices(seed: int) -> None:
     )
     print()
     print(
-        _pair_table({f"{name}": [o for o in outcomes if o.device == name] for name in DEVICES}, {})
+        _pair_table(
+            {
+                name: [o for o in outcomes if o.device == name]
+                for name in DEVICES
+                if any(o.device == name for o in outcomes)
+            },
+            {},
+        )
     )
     print()
     print(
@@ -671,6 +709,8 @@ def run_devices(seed: int) -> None:
             {},
         )
     )
+    if pairs_only:
+        return
     refused = sum(r[1] for r in refusals)
     print(f"\n**Must-refuse cases**: {refused} of {len(refusals)} refused (target: all).\n")
     print("| case | refused | message (start) |")
@@ -704,9 +744,23 @@ def main() -> None:
     parser.add_argument("--di-seconds", type=float, default=30.0)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--only", choices=("virtual", "devices"))
+    parser.add_argument(
+        "--device",
+        action="append",
+        help="third-party part: only this plug-in (repeat for several), e.g. chump",
+    )
+    parser.add_argument(
+        "--instrument", choices=("guitar", "bass"), help="third-party part: only this DI"
+    )
+    parser.add_argument(
+        "--pairs-only",
+        action="store_true",
+        help="third-party part: the pairs alone, without the must-refuse cases, the sessions "
+        "and the delay-definition table",
+    )
     args = parser.parse_args()
     if args.only != "virtual":
-        run_devices(args.seed)
+        run_devices(args.seed, args.device, args.instrument, args.pairs_only)
     if args.only == "devices":
         return
 

@@ -37,10 +37,17 @@ The three steps:
    is a linear function of it. An unrelated recording scores at the estimator's own floor,
    about one over the number of segments; a distorting device scores far above it.
 3. **Fine.** In several windows along the file, the averaged cross-spectrum is compared with
-   the ML weighting ψ (the phase of each bin weighted by γ²/(1-γ²)); the residual delay that
-   maximises the weighted correlation is found to a fraction of a sample by a dense search and
-   a parabola, and its sign is the polarity. A straight line through the windows' latencies
-   gives latency and drift; the segments are read again along it until it stops changing.
+   the ML weighting ψ (the phase of each bin weighted by γ²/(1-γ²)); each window's residual
+   delay against the whole file's is found to a fraction of a sample by a dense search and a
+   parabola, and a straight line through them gives the drift. The delay itself, and the
+   polarity, are those of the device's response: the impulse response of its best linear
+   approximation Sxy/Sxx over all segments (see :meth:`_Spectra.response`). Unlike the
+   ML-weighted correlation, whose weights follow the coherence and so the recording's noise
+   and hum, the response depends on the device and the input alone: through a dispersive
+   device with a bass DI the ML weights gather in the bass band, where the device's phase
+   turns most, and the correlation's hump moved by dozens of samples between a clean and a
+   noisy recording of the same take. The segments are read again along the line until it
+   stops changing.
 """
 
 from __future__ import annotations
@@ -72,8 +79,30 @@ COARSE_TOLERANCE = 3
 SEGMENT_SECONDS = 0.085
 #: Segments averaged at most (evenly spread over the file, for speed).
 MAX_SEGMENTS = 192
-#: The polarity is the sign of the plain correlation's largest value this close to the delay.
-POLARITY_REACH_SECONDS = 0.00075
+#: The device's response is searched this far either side of the fine line, seconds. Through
+#: a dispersive device the response's peak and the coherent correlation's hump can stand a few
+#: dozen samples apart (Guitarix chump and fuzz with a bass DI, up to 80 at 48 kHz).
+RESPONSE_REACH_SECONDS = 0.003
+#: Half-width of the kernel whose centre of energy is the response's delay, seconds (16
+#: samples at 48 kHz): wide enough to hold the two or three main lobes a tone stack leaves,
+#: narrow enough to leave out the slow tail of a coupling capacitor.
+RESPONSE_KERNEL_SECONDS = 0.00033
+#: The response's delay is searched from its earliest peak at least this fraction of its
+#: highest: high enough that a side lobe of the main one seldom qualifies, low enough that of
+#: a doublet's two lobes the first always does.
+RESPONSE_FIRST_PEAK = 0.8
+#: A window's own band, when its drift reading uses it: the bins where its input is within
+#: 40 dB of its loudest.
+WINDOW_FLOOR = 1e-4
+#: The drift is read from each window's own band only when the windows scatter about that
+#: line by under this fraction of their scatter with the file's weights (through a guitar
+#: overdrive, 0.2-0.35; between 0.6 and 0.9 the two readings are about as good, and the
+#: file's weights, which use more bins, are kept).
+OWN_BAND_SCATTER = 0.6
+#: Regularisation of the best linear approximation Sxy / (Sxx + floor·max Sxx): bins where the
+#: input is more than 40 dB under its loudest carry too little to measure the response, and
+#: the floor keeps their noise from the impulse response.
+RESPONSE_FLOOR = 1e-4
 #: How far past the search range a hump of the envelope may reach, samples.
 HUMP_REACH = 24.0
 #: Segments transformed at a time (memory: a few hundred kB a batch).
@@ -409,10 +438,10 @@ class _Spectra:
 
     coherence: float
     cross: np.ndarray
+    power_x: np.ndarray
     bins: np.ndarray
     psi: np.ndarray
     phase: np.ndarray
-    snr: np.ndarray
 
     @classmethod
     def of(
@@ -430,14 +459,7 @@ class _Spectra:
         useful = (power_x > 1e-8 * power_x.max()) & (psi > 1e-3 * max(float(psi.max()), 1e-30))
         useful[0] = False
         bins = np.flatnonzero(useful)
-        snr = np.minimum(gamma2, 0.999)[bins]
-        return cls(coherence, cross, bins, psi[bins], _unit(cross[bins]), snr / (1.0 - snr))
-
-    def envelope_peak(self, length: int, reach: float) -> float:
-        """Lag of the envelope peak of the ML-weighted correlation, samples."""
-        if len(self.bins) == 0:
-            return 0.0
-        return _correlation_peak(self.phase, self.psi, self.bins, length, reach, envelope=True)
+        return cls(coherence, cross, power_x, bins, psi[bins], _unit(cross[bins]))
 
     def envelope_centre(self, length: int, around: float, reach: float) -> float:
         """Centre (first moment of the energy) of the envelope's main hump, samples.
@@ -473,20 +495,56 @@ class _Spectra:
         energy = envelope[lo : hi + 1] ** 2
         return float(np.dot(energy, lags[lo : hi + 1]) / energy.sum()) / oversample
 
-    def polarity(self, length: int, delay: float, reach: float) -> int:
-        """The sign of the plain (unweighted) correlation's largest value within ``reach``
-        samples of ``delay``.
+    def response(self, length: int, reach: float, kernel: float) -> tuple[float, int]:
+        """Delay (samples, within about ``reach`` of 0) and polarity of the device's response.
 
-        The plain correlation is dominated by the bass, where a device's phase turns most: its
-        value at the delay can sit near a zero crossing (through a small tube amp, 0.01 of its
-        peak), while its peak a few dozen samples later keeps the device's sign.
+        The response is the impulse response of the best linear approximation of the device,
+        ``H = Sxy / (Sxx + floor)``: the H1 frequency-response estimate (J. S. Bendat and A. G.
+        Piersol, "Random Data", 4th ed., 2010, ch. 6), with a floor of :data:`RESPONSE_FLOOR`
+        of the input's largest power. Unlike the coherence weights, it does not depend on the
+        noise, hum or level of the recording: noise and distortion products that do not
+        correlate with the input average out of Sxy. Its delay is found by mean shift: from
+        the earliest of the highest peaks of ``|h|`` within ``reach``, the centre of ``h²``
+        under an Epanechnikov kernel of half-width ``kernel`` samples, moved there until it
+        stays. When two lobes stand almost equally high (a tone
+        stack's ringing), the kernel holds both, and the centre does not jump between them
+        with the noise as the highest point does. The polarity is the sign of the response's
+        energy under the kernel, ``Σ K·h·|h|``.
         """
-        spectrum = np.zeros(length, dtype=np.complex128)
-        spectrum[self.bins] = self.cross[self.bins]
-        grid = sfft.ifft(spectrum).real
-        lags = np.arange(int(math.floor(delay - reach)), int(math.ceil(delay + reach)) + 1)
-        values = grid[np.mod(lags, length)]
-        return 1 if values[int(np.argmax(np.abs(values)))] >= 0 else -1
+        floor = RESPONSE_FLOOR * max(float(self.power_x.max()), 1e-30)
+        transfer = self.cross / (self.power_x + floor)
+        transfer[0] = 0.0
+        oversample = 8
+        size = oversample * length
+        # irfft pads the bins above the analysed band with zeros: h band-limited to that band.
+        impulse = sfft.irfft(transfer, size) * oversample
+        lags = np.arange(
+            -int((reach + kernel) * oversample), int((reach + kernel) * oversample) + 1
+        )
+        values = impulse[np.mod(lags, size)]
+        lags = lags / oversample
+        # The start: the earliest peak of |h| within reach that stands within
+        # RESPONSE_FIRST_PEAK of the highest. With a bass DI the response can be a doublet, two
+        # lobes of opposite sign and the same height a dozen samples apart, that the kernel
+        # does not hold both of; its highest point then jumps between them with the noise,
+        # its first does not.
+        height = np.where(np.abs(lags) <= reach, np.abs(values), 0.0)
+        peaks = (height[1:-1] >= height[:-2]) & (height[1:-1] >= height[2:])
+        peaks &= height[1:-1] >= RESPONSE_FIRST_PEAK * height.max()
+        centre = float(lags[int(np.flatnonzero(peaks)[0]) + 1]) if peaks.any() else 0.0
+        energy = values**2
+        weights = np.zeros_like(energy)
+        for _ in range(50):
+            weights = np.clip(1.0 - ((lags - centre) / kernel) ** 2, 0.0, None)
+            moved = float(
+                np.dot(weights, energy * lags) / max(float(np.dot(weights, energy)), 1e-300)
+            )
+            if abs(moved - centre) < 1e-4:
+                centre = moved
+                break
+            centre = moved
+        polarity = 1 if float(np.dot(weights, values * np.abs(values))) >= 0 else -1
+        return centre, polarity
 
 
 def _correlation_peak(
@@ -495,14 +553,13 @@ def _correlation_peak(
     bins: np.ndarray,
     length: int,
     reach: float,
-    envelope: bool,
 ) -> float:
-    """The lag (samples, |lag| <= reach) where ``G(τ) = Σ ψ·e^{j(φ + 2πfτ)}`` peaks.
+    """The lag (samples, |lag| <= reach) where ``Re G(τ)``, ``G(τ) = Σ ψ·e^{j(φ + 2πfτ)}``, peaks.
 
     ``G`` is the analytic form of a generalized cross-correlation with weights ψ over the FFT
-    ``bins`` of a ``length``-point segment, whose phases are φ = ``spectrum_phase``. With
-    ``envelope`` the peak of ``|G|`` (one smooth peak), else of ``Re G`` (the correlation).
-    Sampled every quarter sample by one inverse FFT, then refined by zooms and parabolas.
+    ``bins`` of a ``length``-point segment, whose phases are φ = ``spectrum_phase``; its real
+    part is the correlation. Sampled every half sample by one inverse FFT, then refined by
+    zooms and parabolas.
     """
     weighted = psi * spectrum_phase
     oversample = 2
@@ -512,13 +569,11 @@ def _correlation_peak(
     # Bin b of a size-point inverse sits at b / size cycles: sample k is G(k / oversample).
     grid = sfft.ifft(spectrum)
     lags = np.arange(-int(reach * oversample), int(reach * oversample) + 1)
-    values = grid[np.mod(lags, size)]
-    values = np.abs(values) if envelope else values.real
+    values = grid[np.mod(lags, size)].real
     cycles = bins / length
 
     def function(tau: np.ndarray) -> np.ndarray:
-        g = np.exp(2j * np.pi * np.outer(tau, cycles)) @ weighted
-        return np.abs(g) if envelope else g.real
+        return (np.exp(2j * np.pi * np.outer(tau, cycles)) @ weighted).real
 
     return _zoom(function, float(lags[int(np.argmax(values))]) / oversample, 1.0 / oversample, 2)
 
@@ -616,7 +671,7 @@ def track_coherent(
     fit = _FineFit.along(segments, segment, rate, drift, reach)
     line = fit.placed(line)
     for iteration in range(max_iterations):
-        new, whole, delay = fit.refined(line, first=iteration == 0)
+        new, whole, polarity = fit.refined(line, first=iteration == 0)
         converged = (
             abs(new.intercept - line.intercept) < 0.01 and abs(new.slope - line.slope) * 1e6 < 0.05
         )
@@ -626,7 +681,7 @@ def track_coherent(
     return CoherentTrack(
         latency_samples=line.intercept,
         drift_ppm=line.slope * 1e6,
-        polarity=whole.polarity(segment, delay, POLARITY_REACH_SECONDS * rate),
+        polarity=polarity,
         coherence=whole.coherence,
         coherence_floor=1.0 / len(segments.starts),
         segments=len(segments.starts),
@@ -725,6 +780,7 @@ class _FineFit:
     sizes: np.ndarray
     drift: bool
     reach: int
+    rate: int
 
     @classmethod
     def along(
@@ -734,7 +790,9 @@ class _FineFit:
         groups = np.array_split(np.arange(count), min(FINE_WINDOWS if drift else 1, count))
         centres = np.array([float(np.mean(segments.starts[g])) + segment / 2 for g in groups])
         sizes = np.array([len(g) for g in groups], dtype=np.float64)
-        return cls(segments, segment, segments.cycles * rate, groups, centres, sizes, drift, reach)
+        return cls(
+            segments, segment, segments.cycles * rate, groups, centres, sizes, drift, reach, rate
+        )
 
     def spectra(self, members: np.ndarray, cross_each: np.ndarray, power_y: np.ndarray) -> _Spectra:
         return _Spectra.of(
@@ -760,26 +818,75 @@ class _FineFit:
             )
         return _robust_line(self.centres, np.array(delays), self.sizes, self.drift)
 
-    def refined(self, line: _Line, first: bool) -> tuple[_Line, _Spectra, float]:
-        """One fine pass: the new line, the spectra of all segments along ``line``, the delay."""
+    def refined(self, line: _Line, first: bool) -> tuple[_Line, _Spectra, int]:
+        """One fine pass: the new line, the spectra of all segments along ``line``, and the
+        polarity."""
         cross_each, power_y = self.segments.cross(line)
         whole = self.spectra(np.arange(len(self.segments.starts)), cross_each, power_y)
-        # The delay: the centre of the envelope of the ML-weighted correlation of all segments.
-        # Its carrier has lobes a few samples apart, and through a resonant or dispersive
-        # device two can stand almost equally high, so that noise would pick one; the
-        # envelope has one smooth hump.
-        delay = whole.envelope_centre(self.segment, 0.0, 3.0)
-        # Each window's delay against a reference's: the device's own phase cancels in the
-        # difference, which leaves a clean correlation with one main lobe to read the drift.
-        # The reference is all segments' average once the line is close; before that, a
-        # line a few ppm off smears that average, and the window read most precisely serves.
-        # Each window weighs by the precision of a delay read from phases (the Cramér-Rao
-        # bound: Σ f²·SNR(f), with SNR = segments·γ²/(1 - γ²) from its own coherence).
-        means = [cross_each[group][:, whole.bins].mean(axis=0) for group in self.groups]
-        precision = []
+        # The delay and polarity: those of the device's response (its best linear
+        # approximation) over all segments. The first pass searches it around the line the
+        # windows were placed on; later ones stay by the response found.
+        delay, polarity = whole.response(
+            self.segment,
+            RESPONSE_REACH_SECONDS * self.rate if first else RESPONSE_KERNEL_SECONDS * self.rate,
+            RESPONSE_KERNEL_SECONDS * self.rate,
+        )
+        # The drift is read two ways, and the line whose windows agree best is kept. With the
+        # file's weights, each window weighs every bin where the file is coherent; with each
+        # window's own band, only the bins where that window's input plays. Through an
+        # overdrive a guitar window's strong notes put distortion products in bins where its
+        # own input is weak, and their phase follows the notes, not the delay: each window
+        # then reads its own band best (drift errors of 1 ppm fall to 0.1). A bass window's
+        # own band is its fundamentals alone, where a delay of one sample turns the phase by
+        # a hundredth of a radian, and the file's weights, which keep the harmonics, read it
+        # better. The windows' scatter about each line tells which case holds; near a tie the
+        # file's weights, which use more bins, serve.
+        fitted, error = self._windows_line(line, whole, cross_each, power_y, delay, first, False)
+        if self.drift and len(self.groups) > 2:
+            own, own_error = self._windows_line(
+                line, whole, cross_each, power_y, delay, first, True
+            )
+            if own_error < OWN_BAND_SCATTER * error:
+                fitted = own
+        return fitted, whole, polarity
+
+    def _windows_line(
+        self,
+        line: _Line,
+        whole: _Spectra,
+        cross_each: np.ndarray,
+        power_y: np.ndarray,
+        delay: float,
+        first: bool,
+        own_band: bool,
+    ) -> tuple[_Line, float]:
+        """The line through the windows' delays, and the standard error of its slope (ppm).
+
+        Each window's delay is read against a reference: the device's own phase cancels in
+        the difference, which leaves a clean correlation with one main lobe. The reference is
+        all segments' average once the line is close; before that, a line a few ppm off smears
+        that average, and the window read most precisely serves. Each window weighs by the
+        precision of a delay read from phases (the Cramér-Rao bound: Σ ψ·f²·SNR(f), with
+        SNR = γ²/(1 - γ²) from its own coherence above its floor, capped as in ψ so that one
+        window with a few nearly noiseless bins does not decide the line alone). With
+        ``own_band`` a window weighs only the bins where its own input plays.
+        """
+        frequencies = whole.bins.astype(np.float64)
+        means, weights, precision = [], [], []
         for group in self.groups:
-            own = self.spectra(group, cross_each, power_y)
-            precision.append(len(group) * float(np.dot(own.snr, own.bins.astype(np.float64) ** 2)))
+            mean = cross_each[group][:, whole.bins].mean(axis=0)
+            power_x = self.segments.power_x(group)[whole.bins].astype(np.float64)
+            psi = whole.psi
+            if own_band:
+                psi = psi * power_x / (power_x + WINDOW_FLOOR * max(float(power_x.max()), 1e-30))
+            own_power_y = power_y[group][:, whole.bins].mean(axis=0)
+            gamma2 = (mean.real**2 + mean.imag**2) / np.maximum(power_x * own_power_y, 1e-30)
+            gamma2 = np.clip(gamma2 - 1.0 / len(group), 0.0, MAX_GAMMA2)
+            precision.append(
+                len(group) * float(np.dot(psi * gamma2 / (1.0 - gamma2), frequencies**2))
+            )
+            means.append(mean)
+            weights.append(psi)
         sizes = np.maximum(np.array(precision), 1e-30)
         if first:
             reference, search = _unit(means[int(np.argmax(sizes))]), self.reach
@@ -788,20 +895,22 @@ class _FineFit:
         offsets = np.array(
             [
                 _correlation_peak(
-                    _unit(mean) * np.conj(reference),
-                    whole.psi,
-                    whole.bins,
-                    self.segment,
-                    search,
-                    envelope=False,
+                    _unit(mean) * np.conj(reference), psi, whole.bins, self.segment, search
                 )
-                for mean in means
+                for mean, psi in zip(means, weights, strict=True)
             ]
         )
         if first:
             offsets -= float(np.average(offsets, weights=sizes))
-        delays = np.array([float(line.at(c)) for c in self.centres]) + delay + offsets
-        return _robust_line(self.centres, delays, sizes, self.drift), whole, delay
+        delays = line.at(self.centres) + delay + offsets
+        fitted = _robust_line(self.centres, delays, sizes, self.drift)
+        # Standard error of a weighted least-squares slope: the weighted mean square residual
+        # over the weighted spread of the windows' times.
+        w = sizes / sizes.sum()
+        spread = float(np.dot(w, (self.centres - np.dot(w, self.centres)) ** 2))
+        residual = delays - fitted.at(self.centres)
+        error = math.sqrt(float(np.dot(w, residual**2)) / spread) * 1e6 if spread > 0 else 0.0
+        return fitted, error
 
 
 def _as_float32(x: np.ndarray, name: str) -> np.ndarray:

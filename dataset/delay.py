@@ -38,7 +38,7 @@ from scipy import fft as sfft
 from ampcap.errors import AlignmentError
 from ampcap.levels import amplitude, dbfs, ratio_db
 
-from .resample import KERNEL_TAPS, interpolate_at
+from .resample import KERNEL_TAPS, interpolate_at, resample_linear
 
 #: Below this peak-to-sidelobe ratio (dB) a correlation peak is not distinguishable from chance:
 #: between unrelated noises the highest peak exceeds the next ones by 0 to 3 dB.
@@ -658,10 +658,11 @@ class _WindowSearch:
         # The residual search spans ±guard: wide enough for a peak-to-sidelobe ratio that means
         # something, and for a first estimate smeared by drift to be pulled in.
         guard = max(2 * self.exclusion_samples + 8, REFINE_GUARD_SAMPLES)
-        positions = intercept + (1.0 + slope) * np.arange(start, start + length, dtype=np.float64)
+        # Read in chunks: the window's samples at once would hold the interpolator's six
+        # polynomial rows for the whole window, more memory than the take's own audio.
         residual = estimate_delay(
             self.reference[start : start + length],
-            interpolate_at(self.recorded, positions),
+            resample_linear(self.recorded, intercept + (1.0 + slope) * start, 1.0 + slope, length),
             min_latency_samples=-guard,
             max_latency_samples=guard,
             exclusion_samples=self.exclusion_samples,

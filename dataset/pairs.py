@@ -178,10 +178,21 @@ def _loopback_windows(source: np.ndarray, stop: int, rate: int) -> list[tuple[in
     if frames < 3 * rate:
         return [(0, max(frames, 1))]
     length = int(min(max(frames // 5, rate), 3 * rate))
-    energy = np.concatenate(([0.0], np.cumsum(np.square(source[:frames], dtype=np.float64))))
     hop = max(length // 4, 1)
     starts = np.arange(0, frames - length + 1, hop)
-    window_energy = energy[starts + length] - energy[starts]
+    # The running energy is needed only at the windows' edges: summed a stretch between two
+    # edges at a time, it never holds a float64 copy of the whole take (which, squared and
+    # summed at once, took more memory than the take's audio).
+    edges = np.unique(np.concatenate((starts, starts + length)))
+    energy = np.zeros(len(edges))
+    total, previous = 0.0, 0
+    for k, edge in enumerate(edges):
+        stretch = source[previous:edge].astype(np.float64)
+        total += float(np.dot(stretch, stretch))
+        energy[k], previous = total, int(edge)
+    window_energy = (
+        energy[np.searchsorted(edges, starts + length)] - energy[np.searchsorted(edges, starts)]
+    )
     early = starts + length <= int(0.4 * frames) + length // 2
     late = starts >= int(0.6 * frames) - length // 2
     chosen = []
