@@ -10,7 +10,7 @@ import torch
 from train_helpers import make_dataset, one_thread  # noqa: F401 (autouse fixture)
 
 from ampcap.errors import TrainingError
-from ampcap.schema.run import load_run
+from ampcap.schema.run import load_metrics, load_run
 from ampcap.train import loop as loop_module
 from ampcap.train.checkpoint import load_checkpoint, load_model
 from ampcap.train.data import (
@@ -213,28 +213,82 @@ def test_resume_refuses_another_architecture_or_dataset(tmp_path, dataset):
         )
 
 
-def test_a_nan_loss_stops_with_a_message_and_keeps_the_last_good_checkpoint(
-    tmp_path, dataset, monkeypatch
-):
+def _poison_loss(monkeypatch, nan_at) -> None:
+    """Make the training loss NaN at the updates (counted from 1) for which ``nan_at`` holds.
+
+    Two epochs of the toy dataset are 36 updates, so update 37 is epoch 3's first.
+    """
     real_loss = loop_module.esr_dc_loss
     calls = {"n": 0}
 
     def poisoned(output, target, **kwargs):
         calls["n"] += 1
         value = real_loss(output, target, **kwargs)
-        # Epoch 3's first update (two epochs of 18 updates each have passed).
-        return value * math.nan if calls["n"] > 36 else value
+        return value * math.nan if nan_at(calls["n"]) else value
 
     monkeypatch.setattr(loop_module, "esr_dc_loss", poisoned)
+
+
+@pytest.mark.parametrize("max_recoveries", [0, 2])
+def test_a_nan_loss_that_persists_stops_with_a_message_and_keeps_the_last_good_checkpoint(
+    tmp_path, dataset, monkeypatch, max_recoveries
+):
+    _poison_loss(monkeypatch, lambda n: n > 36)
+    config = TrainConfig(epochs=6, max_recoveries=max_recoveries, **FAST)
     with pytest.raises(TrainingError, match=r"became nan in epoch 3.*checkpoints/last.pt"):
-        train_run(
-            dataset, tmp_path / "run", make_config("lstm", 2, 6), TrainConfig(epochs=6, **FAST)
-        )
+        train_run(dataset, tmp_path / "run", make_config("lstm", 2, 6), config)
     run = load_run(tmp_path / "run")
     assert run.status == "failed" and "became nan" in run.message
+    assert ("2 recoveries" in run.message) == (max_recoveries == 2)
     last = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")
     assert last["epoch"] == 2
     assert all(torch.isfinite(t).all() for t in last["state_dict"].values())
+
+
+def test_a_nan_loss_goes_back_to_the_last_checkpoint_at_half_the_learning_rate(
+    tmp_path, dataset, monkeypatch
+):
+    # One NaN, in epoch 4 (update 3 of it): the run returns to epoch 2's checkpoint, trains
+    # epochs 3-6 again at half the learning rate and ends normally.
+    _poison_loss(monkeypatch, lambda n: n == 57)
+    events = []
+    outcome = train_run(
+        dataset,
+        tmp_path / "run",
+        make_config("lstm", 2, 6),
+        TrainConfig(epochs=6, **FAST),
+        on_progress=events.append,
+    )
+    assert outcome.status == "finished" and outcome.epochs == 6
+    recoveries = [e for e in events if e.kind == "recovery"]
+    assert len(recoveries) == 1
+    assert "epoch 4" in recoveries[0].note and "epoch 2" in recoveries[0].note
+    history = load_metrics(tmp_path / "run")["history"]
+    assert [e["epoch"] for e in history["epochs"]] == [1, 2, 3, 4, 5, 6]
+    assert history["recoveries"] == [
+        {
+            "epoch": 4,
+            "resumed_from_epoch": 2,
+            "loss": "nan",
+            "lr_scale": 0.5,
+            "elapsed_s": history["recoveries"][0]["elapsed_s"],
+        }
+    ]
+    rates = [e["learning_rate"] for e in history["epochs"]]
+    assert rates[:2] == [FAST["learning_rate"]] * 2
+    assert rates[2:] == [FAST["learning_rate"] / 2] * 4
+    run = load_run(tmp_path / "run")
+    assert run.status == "finished" and run.summary["recoveries"] == 1
+    # Resuming keeps the halved rate and the record of the recovery.
+    resumed = train_run(
+        dataset,
+        tmp_path / "run",
+        make_config("lstm", 2, 6),
+        TrainConfig(epochs=7, **FAST),
+        resume=True,
+    )
+    assert resumed.history["epochs"][-1]["learning_rate"] == FAST["learning_rate"] / 2
+    assert len(resumed.history["recoveries"]) == 1
 
 
 # torch has no fused CPU kernel for the GRU's backward pass: it trains far slower than the LSTM.

@@ -125,3 +125,27 @@ def test_train_model_from_python_writes_what_the_command_writes(tmp_path, data_d
     assert plan.model_config.arch == "lstm" and plan.model_config.hidden_size == 8
     assert plan.config.patience_epochs == 50 and plan.config.seed == 0
     assert [e.epoch for e in events if e.kind == "validation"] == [2]
+
+
+def test_a_nan_loss_is_recovered_from_and_said_on_the_terminal(
+    tmp_path, data_dir, cli, monkeypatch
+):
+    from ampcap.train import loop
+
+    real_loss = loop.esr_dc_loss
+    calls = {"n": 0}
+
+    def poisoned(output, target, **kwargs):
+        calls["n"] += 1
+        value = real_loss(output, target, **kwargs)
+        return value * float("nan") if calls["n"] == 5 else value
+
+    monkeypatch.setattr(loop, "esr_dc_loss", poisoned)
+    out = tmp_path / "run"
+    result = cli(
+        "train", data_dir, "--out", out, "--hidden", "8", "--epochs", "4", "--device", "cpu"
+    )
+    assert result.code == 0, result.err
+    assert "warning: The training loss became nan" in result.err_flat
+    assert "halved the learning rate" in result.err_flat
+    assert json.loads((out / "run.json").read_text())["summary"]["recoveries"] == 1

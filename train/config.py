@@ -194,6 +194,9 @@ class TrainConfig:
         each segment's error is divided by an energy of its own setting
         (:func:`ampcap.train.data.balanced_energies`); 1 makes every setting weigh the same.
         The validation that picks the best model weighs the settings the same way.
+    max_recoveries : int
+        How many times a loss that becomes NaN or infinite is recovered from: the run goes back
+        to its last checkpoint and goes on at half the learning rate. One more stops the run.
     """
 
     epochs: int = 200
@@ -212,6 +215,7 @@ class TrainConfig:
     grad_clip: float = 1.0
     validate_every: int = 2
     setting_balance: float = 0.25
+    max_recoveries: int = 3
 
     def __post_init__(self) -> None:
         if self.epochs < 1:
@@ -232,6 +236,11 @@ class TrainConfig:
             raise TrainingError(
                 "setting_balance must be between 0 (the error pooled over each batch) and 1 "
                 f"(every knob setting weighs alike), not {self.setting_balance}."
+            )
+        if self.max_recoveries < 0:
+            raise TrainingError(
+                "max_recoveries (times a NaN or infinite loss is recovered from) must be 0 or "
+                f"more, not {self.max_recoveries}."
             )
         if self.schedule not in SCHEDULES:
             raise TrainingError(

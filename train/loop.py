@@ -82,8 +82,9 @@ __all__ = [
 class ProgressEvent:
     """What the loop tells its caller after each mini-batch and each validation.
 
-    ``kind`` is "batch" or "validation"; ``epoch`` counts from 1; ``remaining_s`` is the
-    estimated training time left (None until it can be estimated).
+    ``kind`` is "batch", "validation" or "recovery" (the loss became NaN or infinite and the
+    run went back to its last checkpoint; ``note`` says what happened); ``epoch`` counts from
+    1; ``remaining_s`` is the estimated training time left (None until it can be estimated).
     """
 
     kind: str
@@ -97,6 +98,7 @@ class ProgressEvent:
     learning_rate: float
     elapsed_s: float
     remaining_s: float | None
+    note: str | None = None
 
 
 @dataclass(frozen=True)
@@ -263,7 +265,7 @@ class _Run:
 
 
 def _new_history() -> dict[str, list[dict[str, Any]]]:
-    return {"epochs": [], "validations": []}
+    return {"epochs": [], "validations": [], "recoveries": []}
 
 
 @dataclass
@@ -286,7 +288,13 @@ class TrainingState:
     elapsed_s : float
         Seconds spent in training batches, over every invocation of the run.
     history : dict
-        ``{"epochs": [...], "validations": [...]}``, as ``metrics.json`` keeps it.
+        ``{"epochs": [...], "validations": [...], "recoveries": [...]}``, as ``metrics.json``
+        keeps it.
+    lr_scale : float
+        What the schedule's learning rate is multiplied by: halved at every recovery from a
+        NaN or infinite loss.
+    recoveries : int
+        Recoveries so far, over every invocation of the run.
     train_seconds : float
         Seconds spent in training batches in this invocation.
     samples : int
@@ -305,6 +313,8 @@ class TrainingState:
     best_epoch: int = 0
     elapsed_s: float = 0.0
     history: dict[str, list[dict[str, Any]]] = field(default_factory=_new_history)
+    lr_scale: float = 1.0
+    recoveries: int = 0
     train_seconds: float = 0.0
     samples: int = 0
     started: float = 0.0
@@ -327,6 +337,8 @@ class TrainingState:
             "best_val_esr": self.best_val_esr,
             "best_epoch": self.best_epoch,
             "elapsed_s": self.elapsed_s,
+            "lr_scale": self.lr_scale,
+            "recoveries": self.recoveries,
         }
 
     def summary(self, test: TestScores | None = None) -> dict[str, Any]:
@@ -339,6 +351,7 @@ class TrainingState:
             "best_val_esr": _finite_or_none(self.best_val_esr),
             "train_seconds_total": self.elapsed_s,
             "validations": len(self.history["validations"]),
+            "recoveries": self.recoveries,
         }
         if test is None:
             return summary
@@ -467,7 +480,11 @@ def _train_epochs(setup: _Setup, state: TrainingState) -> tuple[str, str]:
     validated_at = state.epoch if state.history["validations"] else -1
     state.model.train()
     while state.epoch < config.epochs:
-        epoch = _train_epoch(setup, state, batches_of, horizon)
+        try:
+            epoch = _train_epoch(setup, state, batches_of, horizon)
+        except _Diverged as exc:
+            _recover(setup, state, exc.value)
+            continue
         train_loss = float(np.mean(epoch.losses))
         if epoch.out_of_time:
             _validate(setup, state, train_loss)
@@ -517,7 +534,9 @@ def _train_epoch(
     losses: list[float] = []
     started = time.perf_counter()
     for index, starts in enumerate(batches):
-        learning_rate = learning_rate_at(config, state.epoch + index / len(batches), horizon)
+        learning_rate = state.lr_scale * learning_rate_at(
+            config, state.epoch + index / len(batches), horizon
+        )
         for group in state.optimizer.param_groups:
             group["lr"] = learning_rate
         x, y, energy = batches_of(starts)
@@ -615,6 +634,7 @@ def _tell(
     batches: int = 0,
     now: float | None = None,
     remaining_s: float | None = None,
+    note: str | None = None,
 ) -> None:
     """Hand the caller a :class:`ProgressEvent`, when it asked for them."""
     if setup.on_progress is None:
@@ -632,6 +652,7 @@ def _tell(
         learning_rate=learning_rate,
         elapsed_s=now - state.started,
         remaining_s=remaining_s,
+        note=note,
     )
     setup.on_progress(event)
 
@@ -701,12 +722,8 @@ def _resume(
         optimizer.load_state_dict(checkpoint["optimizer_state"])
     metrics = load_metrics(run.folder) if run.metrics.exists() else {}
     history = metrics.get("history") or _new_history()
-    # Only the history up to the checkpoint: epochs trained after it are trained again.
     epoch = int(checkpoint["epoch"])
-    history = {
-        "epochs": [e for e in history["epochs"] if e["epoch"] <= epoch],
-        "validations": [v for v in history["validations"] if v["epoch"] <= epoch],
-    }
+    history = _history_until(history, epoch)
     progress = dict(checkpoint.get("progress") or {})
     return TrainingState(
         model,
@@ -718,7 +735,19 @@ def _resume(
         best_epoch=int(progress.get("best_epoch", epoch)),
         elapsed_s=float(progress.get("elapsed_s", 0.0)),
         history=history,
+        lr_scale=float(progress.get("lr_scale", 1.0)),
+        recoveries=int(progress.get("recoveries", 0)),
     )
+
+
+def _history_until(history: dict[str, list[dict[str, Any]]], epoch: int) -> dict[str, Any]:
+    """The history up to a checkpoint's ``epoch``: epochs trained after it are trained again.
+    Recoveries are all kept: they say what happened, and each halved the learning rate."""
+    return {
+        "epochs": [e for e in history["epochs"] if e["epoch"] <= epoch],
+        "validations": [v for v in history["validations"] if v["epoch"] <= epoch],
+        "recoveries": list(history.get("recoveries", [])),
+    }
 
 
 def _resumable_checkpoint(run: _Run, dataset: Dataset, wanted: ModelConfig) -> dict[str, Any]:
@@ -776,6 +805,65 @@ def _test_best(setup: _Setup, state: TrainingState) -> TestScores:
         raise
 
 
+def _recover(setup: _Setup, state: TrainingState, value: float) -> None:
+    """Go back to the last checkpoint after a NaN or infinite loss, at half the learning rate.
+
+    A recurrent model at a high learning rate can take one step too far: the loss jumps a
+    hundredfold, and the next update makes it NaN (the Guitarix studio preamp at 1e-2 did, in
+    epoch 52 of a 60-minute run). The weights are damaged before the loss is NaN, so the run
+    returns to its last validation's checkpoint, weights and optimizer (before the first one,
+    to its initial weights), and goes on with every later learning rate halved. After ``max_recoveries`` of these, the next stops the run
+    (:func:`_diverged`).
+    """
+    run, config = setup.run, setup.config
+    if state.recoveries >= config.max_recoveries:
+        raise _Diverged(value)
+    failed_epoch = state.epoch + 1
+    if run.last.exists():
+        checkpoint = load_checkpoint(run.last)
+        state.model.load_state_dict(checkpoint["state_dict"])
+        if checkpoint.get("optimizer_state"):
+            state.optimizer.load_state_dict(checkpoint["optimizer_state"])
+        state.epoch, state.step = int(checkpoint["epoch"]), int(checkpoint["step"])
+    else:
+        # Before the first validation there is no checkpoint: start from the same initial
+        # weights (the seed's) with a fresh optimizer.
+        fresh = _fresh_state(setup.model_config, config, setup.device)
+        state.model.load_state_dict(fresh.model.state_dict())
+        state.optimizer.load_state_dict(fresh.optimizer.state_dict())
+        state.epoch, state.step = 0, 0
+    state.history = _history_until(state.history, state.epoch)
+    state.lr_scale *= 0.5
+    state.recoveries += 1
+    note = (
+        f"The training loss became {value} in epoch {failed_epoch}: went back to "
+        + (f"the checkpoint of epoch {state.epoch}" if state.epoch else "the initial weights")
+        + f" and halved the learning rate (recovery {state.recoveries} of at most "
+        f"{config.max_recoveries})."
+    )
+    state.history["recoveries"].append(
+        {
+            "epoch": failed_epoch,
+            "resumed_from_epoch": state.epoch,
+            "loss": str(value),
+            "lr_scale": state.lr_scale,
+            "elapsed_s": state.elapsed_s,
+        }
+    )
+    state.model.train()
+    _tell(
+        setup,
+        state,
+        "recovery",
+        epoch=failed_epoch,
+        train_loss=math.nan,
+        val_esr=None,
+        best_val_esr=_finite_or_none(state.best_val_esr),
+        learning_rate=state.learning_rate * 0.5,
+        note=note,
+    )
+
+
 def _diverged(setup: _Setup, state: TrainingState, value: float) -> TrainingError:
     """Mark the run failed and say where its last good checkpoint is."""
     run = setup.run
@@ -785,9 +873,15 @@ def _diverged(setup: _Setup, state: TrainingState, value: float) -> TrainingErro
         if run.last.exists()
         else "No checkpoint had been written yet; start again with a lower learning rate."
     )
+    after = (
+        f" after {state.recoveries} recoveries, each from the last checkpoint at half the "
+        "learning rate"
+        if state.recoveries
+        else ""
+    )
     text = (
         f"The training loss became {value} in epoch {state.epoch + 1} (update {state.step}): "
-        f"training diverged and was stopped. {where}"
+        f"training diverged{after} and was stopped. {where}"
     )
     save_run(run.folder, setup.manifest.updated(status="failed", message=text, updated_at=_now()))
     return TrainingError(text)

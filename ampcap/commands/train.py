@@ -256,6 +256,11 @@ class _ProgressView:
         self.progress.console.print(outcome.message)
 
     def update(self, event: Any) -> None:
+        if event.kind == "recovery":
+            from ampcap.console import warn
+
+            warn(event.note)
+            return
         parts = [f"loss {event.train_loss:.4f}"]
         if event.val_esr is not None:
             parts.append(f"val ESR {100 * event.val_esr:.2f} %")

@@ -170,9 +170,19 @@ class _ValidationRow:
 
 
 @dataclass(frozen=True)
+class _RecoveryRow:
+    epoch: int
+    resumed_from_epoch: int
+    loss: str
+    lr_scale: float
+    elapsed_s: float | None
+
+
+@dataclass(frozen=True)
 class _History:
     epochs: tuple[_EpochRow, ...] = ()
     validations: tuple[_ValidationRow, ...] = ()
+    recoveries: tuple[_RecoveryRow, ...] = ()
 
 
 @dataclass(frozen=True)
