@@ -48,7 +48,9 @@ reads it on the device's own output, on the same stretch of DI, with no interfac
 then measures what the interface (latency, drift, noise, hum, trim, polarity, tail, cut) does
 to the estimate. A second table compares that reading with the lag of the device's response to
 a low-level impulse, and with the reading on the DI played 40 dB quieter (small signal), to
-show how much of a device's delay is a matter of definition.
+show how much of a device's delay is a matter of definition; the pair tables also give the
+latency error against the impulse definition (the interface's latency plus that lag), so both
+can be read.
 
 Usage::
 
@@ -71,6 +73,7 @@ for _name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_name, "1")
 
 import argparse  # noqa: E402
+import functools  # noqa: E402
 import shutil  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
@@ -284,6 +287,17 @@ class PairOutcome:
     take_seconds: float
     cpu_seconds: float
     memory_ratio: float
+    #: Latency error against the other definition of the device's delay: the interface's
+    #: latency plus the lag of the device's response to a low-level impulse.
+    impulse_latency_error: float | None = None
+
+
+@functools.cache
+def _impulse_lag(device, position: float, rate: int) -> float:
+    """The lag of the device's response to a low-level impulse, samples (read once)."""
+    from thirdparty import device_delay
+
+    return device_delay(device, position, rate)
 
 
 def _own_reading(di: np.ndarray, output: np.ndarray, rate: int, frames: int):
@@ -374,6 +388,7 @@ def device_pair_case(
     )
     step = 1 + interface.drift_ppm * 1e-6
     truth = interface.latency_at_zero() + step * own.latency_samples
+    impulse_truth = interface.latency_at_zero() + step * _impulse_lag(device, position, rate)
     call = lambda: align_files(  # noqa: E731
         files["di"], files["out"], files["lb"] if loopback else None, out_path=work / "pair.wav"
     )
@@ -416,6 +431,7 @@ def device_pair_case(
         take_seconds=frames / rate,
         cpu_seconds=cpu,
         memory_ratio=peak / take_bytes,
+        impulse_latency_error=result.latency_samples - impulse_truth,
     )
 
 
@@ -570,6 +586,10 @@ def _pair_table(groups: dict[str, list[PairOutcome]], targets: dict[str, str]) -
     row(
         "latency error, samples (median / 95th / max)",
         lambda g: _stats([o.latency_error for o in aligned(g)]),
+    )
+    row(
+        "latency error against the impulse-response lag, samples (median / 95th / max)",
+        lambda g: _stats([o.impulse_latency_error for o in aligned(g)]),
     )
     row(
         "interface (loopback) latency error, samples (median / 95th / max)",
