@@ -290,11 +290,9 @@ class TrainingState:
     history : dict
         ``{"epochs": [...], "validations": [...], "recoveries": [...]}``, as ``metrics.json``
         keeps it.
-    lr_scale : float
-        What the schedule's learning rate is multiplied by: halved at every recovery from a
-        NaN or infinite loss.
     recoveries : int
-        Recoveries so far, over every invocation of the run.
+        Recoveries from a NaN or infinite loss so far, over every invocation of the run; each
+        halved the learning rate (:attr:`lr_scale`).
     train_seconds : float
         Seconds spent in training batches in this invocation.
     samples : int
@@ -313,7 +311,6 @@ class TrainingState:
     best_epoch: int = 0
     elapsed_s: float = 0.0
     history: dict[str, list[dict[str, Any]]] = field(default_factory=_new_history)
-    lr_scale: float = 1.0
     recoveries: int = 0
     train_seconds: float = 0.0
     samples: int = 0
@@ -323,6 +320,11 @@ class TrainingState:
     def start_clock(self, minutes: float | None) -> None:
         self.started = time.perf_counter()
         self.deadline = self.started + 60.0 * minutes if minutes else math.inf
+
+    @property
+    def lr_scale(self) -> float:
+        """What the schedule's learning rate is multiplied by: halved at every recovery."""
+        return 0.5**self.recoveries
 
     @property
     def learning_rate(self) -> float:
@@ -337,7 +339,6 @@ class TrainingState:
             "best_val_esr": self.best_val_esr,
             "best_epoch": self.best_epoch,
             "elapsed_s": self.elapsed_s,
-            "lr_scale": self.lr_scale,
             "recoveries": self.recoveries,
         }
 
@@ -735,7 +736,6 @@ def _resume(
         best_epoch=int(progress.get("best_epoch", epoch)),
         elapsed_s=float(progress.get("elapsed_s", 0.0)),
         history=history,
-        lr_scale=float(progress.get("lr_scale", 1.0)),
         recoveries=int(progress.get("recoveries", 0)),
     )
 
@@ -812,8 +812,8 @@ def _recover(setup: _Setup, state: TrainingState, value: float) -> None:
     hundredfold, and the next update makes it NaN (the Guitarix studio preamp at 1e-2 did, in
     epoch 52 of a 60-minute run). The weights are damaged before the loss is NaN, so the run
     returns to its last validation's checkpoint, weights and optimizer (before the first one,
-    to its initial weights), and goes on with every later learning rate halved. After ``max_recoveries`` of these, the next stops the run
-    (:func:`_diverged`).
+    to its initial weights), and goes on with every later learning rate halved. After
+    ``max_recoveries`` of these, the next stops the run (:func:`_diverged`).
     """
     run, config = setup.run, setup.config
     if state.recoveries >= config.max_recoveries:
@@ -833,7 +833,6 @@ def _recover(setup: _Setup, state: TrainingState, value: float) -> None:
         state.optimizer.load_state_dict(fresh.optimizer.state_dict())
         state.epoch, state.step = 0, 0
     state.history = _history_until(state.history, state.epoch)
-    state.lr_scale *= 0.5
     state.recoveries += 1
     note = (
         f"The training loss became {value} in epoch {failed_epoch}: went back to "
