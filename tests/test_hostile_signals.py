@@ -30,6 +30,9 @@ def _default_sigint() -> None:
     # A shell that starts the tests in the background ignores SIGINT, and children inherit
     # that; give the command Python's default so Ctrl-C reaches it as it would a user's.
     signal.signal(signal.SIGINT, signal.SIG_DFL)
+    # On a busy machine the command must not outrun the test watching it: at a lower priority
+    # it cannot finish the step the signal is meant for before the test sees the step begin.
+    os.nice(10)
 
 
 def interrupt_when(
@@ -55,7 +58,12 @@ def interrupt_when(
                 pytest.fail(f"ampcap {' '.join(args)} never reached the point: {log.read_text()}")
             time.sleep(0.002)
         process.send_signal(signum)
-        code = process.wait(timeout=120)
+        try:
+            code = process.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+            pytest.fail(f"ampcap {' '.join(args)} ignored the signal: {log.read_text()}")
     output = log.read_text(encoding="utf-8")
     log.unlink()
     return code, output
@@ -180,7 +188,8 @@ def test_train_stopped_after_a_validation_resumes(
     cli, toy_data: Path, tmp_path: Path, private_tmp: Path, signum: int, expected: int
 ) -> None:
     run = tmp_path / "run"
-    args = ("train", str(toy_data), "--out", "run", "--epochs", "40", *TRAIN)
+    # Far more epochs than the signal lets it run: it cannot finish before the signal lands.
+    args = ("train", str(toy_data), "--out", "run", "--epochs", "400", *TRAIN)
     validated = lambda: (run / "checkpoints" / "last.pt").exists()  # noqa: E731
     code, output = interrupt_when(args, validated, signum, tmp_path, private_tmp)
     check_stopped(code, output, expected, private_tmp, run)
