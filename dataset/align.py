@@ -41,6 +41,7 @@ from ampcap.schema.session import (
     Take,
     load_session,
 )
+from ampcap.threads import one_blas_thread
 
 from .render import render_aligned
 from .take import MAX_LATENCY_SECONDS, TakeAnalysis, analyse_take, with_repeatability
@@ -91,6 +92,7 @@ def _take_stem(take: Take) -> str:
     return Path(take.file).stem
 
 
+@one_blas_thread
 def align_session(
     folder: str | os.PathLike[str],
     *,

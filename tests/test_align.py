@@ -312,6 +312,26 @@ def test_align_files_with_loopback(reamp: dict, tmp_path: Path) -> None:
     assert esr(reamp["di"][1000 : len(pair) - 5000], pair[1000:-5000, 0]) < 1e-3
 
 
+def test_a_device_with_a_long_delay_of_its_own_is_split_from_the_loopback(
+    reamp: dict, tmp_path: Path
+) -> None:
+    # A digital device adds 20 ms of its own: the loopback is then not where the output is,
+    # and is found in the music on its own.
+    rate, take = reamp["rate"], reamp["take"]
+    own = 882
+    write_audio(tmp_path / "amp.wav", np.concatenate([np.zeros(own), take[:, 1]]), rate)
+    folder = reamp["folder"]
+    result = align_files(folder / "di.wav", tmp_path / "amp.wav", folder / "lb.wav")
+    rig = reamp["rig"]
+    assert result.loopback_latency_samples == pytest.approx(rig.latency_at_zero(), abs=0.02)
+    unshifted = align_files(
+        folder / "di.wav", folder / "amp.wav", folder / "lb.wav", out_path=tmp_path / "0.wav"
+    )
+    assert result.device_latency_samples == pytest.approx(
+        unshifted.device_latency_samples + own, abs=0.05
+    )
+
+
 def test_loopback_and_output_of_different_lengths(reamp: dict, tmp_path: Path) -> None:
     rate, take = reamp["rate"], reamp["take"]
     write_audio(tmp_path / "lb.wav", take[:-2000, 0], rate)
