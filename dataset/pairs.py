@@ -432,8 +432,9 @@ def _through_loopback(
 ) -> _PairAxis:
     """Split the output's latency into the interface's part (the loopback's) and the device's.
 
-    The loopback is a clean copy: found in the music the same way, then refined on it with a
-    matched filter, through the drift, to a small fraction of a sample.
+    The loopback is a clean copy: placed where the output's estimate puts it (or found in the
+    music, as the output was), then refined on it with a matched filter, through the drift, to
+    a small fraction of a sample.
     """
     loopback_track = _refined_loopback(source, recorded_loopback, rate, reach, track)
     if loopback_track is None or not loopback_track.trusted:
