@@ -13,8 +13,6 @@ import functools
 from collections.abc import Callable
 from typing import ParamSpec, TypeVar
 
-from threadpoolctl import threadpool_limits
-
 P = ParamSpec("P")
 R = TypeVar("R")
 
@@ -24,6 +22,8 @@ def one_blas_thread(function: Callable[P, R]) -> Callable[P, R]:
 
     @functools.wraps(function)
     def limited(*args: P.args, **kwargs: P.kwargs) -> R:
+        from threadpoolctl import threadpool_limits
+
         with threadpool_limits(limits=1, user_api="blas"):
             return function(*args, **kwargs)
 
