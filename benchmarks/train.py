@@ -363,7 +363,12 @@ HARD_RUNS = {
         ("LSTM40 + skip (Proteus)", ("--hidden", "40", "--skip"), 60.0),
     ),
     "fuzz": (POOLED, ("LSTM32", (), 15.0)),
-    "clean": (POOLED, ("LSTM32", (), 15.0), ("LSTM32", (), 60.0)),
+    "clean": (
+        POOLED,
+        ("LSTM32", (), 15.0),
+        ("LSTM32", (), 60.0),
+        ("LSTM64", ("--hidden", "64"), 60.0),
+    ),
 }
 #: Minutes at which the validation curve is read.
 CURVE_MINUTES = (2, 5, 10, 15, 30, 60)
