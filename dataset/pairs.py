@@ -212,8 +212,9 @@ def _refined_loopback(
 
     The first estimate is the output's own (``hint``): the loopback differs from it only by
     the device's delay, which the refinement's residual search spans for almost every device.
-    Where it does not (the refined track is not trusted, or lands at the edge of that search),
-    the loopback is found in the music from scratch, as the output was.
+    Where it does not (the refined track is not trusted, or lands more than half that search
+    from the output's estimate), the loopback is found in the music from scratch, as the
+    output was.
     """
     windows = _loopback_windows(source, len(loopback), rate)
     hinted = _refined_from(source, loopback, windows, reach, hint)
