@@ -31,7 +31,7 @@ def _default_sigint() -> None:
     # that; give the command Python's default so Ctrl-C reaches it as it would a user's.
     signal.signal(signal.SIGINT, signal.SIG_DFL)
     # On a busy machine the command must not outrun the test watching it: at a lower priority
-    # it cannot finish the step the signal is meant for before the test sees the step begin.
+    # the test gets the CPU first and sees the step begin before the command can finish it.
     os.nice(10)
 
 
