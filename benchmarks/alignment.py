@@ -23,15 +23,15 @@ the estimate.
 
 Part two: third-party devices. Each of eight plug-ins (a clean preamp, a small tube amp, an
 overdrive, a distortion, two fuzzes, two high-gain amps) at low, middle and maximum gain, at
-44.1 and 48 kHz, on 30 s of guitar or bass DI:
+44.1 and 48 kHz, on 30 s of guitar DI and of bass DI (every combination):
 
 - **DAW pairs** (no markers, no loopback): the plug-in's output, with 0-2 s of its own tail,
   recorded through a simulated interface (:class:`thirdparty.Interface`): fractional latency
   0-5000 samples, drift ±300 ppm, input trim putting the peak at -18 to -3 dBFS, white noise
   -90 to -50 dBFS, 50 or 60 Hz hum with odd harmonics at -80 to -50 dBFS, random polarity,
-  the output cut to 50-100 % of the DI. Aligned with ``ampcap.dataset.pairs.align_files``
+  a third of the outputs the whole DI (a bounce), the others cut to 50-100 % of it. Aligned with ``ampcap.dataset.pairs.align_files``
   exactly as ``ampcap align --input --output`` does.
-- **Pairs with a loopback**: the same, plus the DI recorded through the same interface (same
+- **Pairs with a loopback** (every third combination): the same, plus the DI recorded through the same interface (same
   latency and drift, its own noise): the interface latency is checked against the truth.
 - **Must-refuse cases**: unrelated music through the device, noise only, noise with hum,
   silence, near-silence, a file at another sample rate, a file whose content plays at another
@@ -74,6 +74,7 @@ for _name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 
 import argparse  # noqa: E402
 import functools  # noqa: E402
+import itertools  # noqa: E402
 import shutil  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
@@ -340,7 +341,8 @@ def draw_recording(rng):
         mains_hz=float(rng.choice([50.0, 60.0])),
         seed=int(rng.integers(1 << 30)),
     )
-    cut = float(rng.uniform(0.5, 1.0))
+    # A third are bounces of the whole DI, the most common case; the rest stop early.
+    cut = 1.0 if rng.random() < 1 / 3 else float(rng.uniform(0.5, 1.0))
     tail = float(rng.uniform(0.0, 2.0)) if cut > 0.97 else 0.0
     return interface, cut, tail
 
@@ -646,32 +648,31 @@ def run_devices(
     with tempfile.TemporaryDirectory(prefix="ampcap-bench-devices-") as tmp:
         work = Path(tmp)
         case = 0
-        for device in DEVICES.values():
-            for position in POSITIONS:
-                for rate in DEVICE_RATES:
-                    for loopback in (False, True) if case % 3 == 0 else (False,):
-                        played = "bass" if case % 4 == 3 else "guitar"
-                        recording = draw_recording(rng)
-                        if (devices and device.name not in devices) or (
-                            instrument and played != instrument
-                        ):
-                            continue
-                        outcome = device_pair_case(
-                            device, position, rate, played, loopback, recording, work
-                        )
-                        outcomes.append(outcome)
-                        print(
-                            f"{device.name} {position:g} {rate} Hz {played} "
-                            f"{'loopback' if loopback else 'pair'} SNR {outcome.snr_db:.0f} dB -> "
-                            + (
-                                f"REFUSED: {outcome.refused}"
-                                if outcome.refused
-                                else f"error {outcome.latency_error:+.3f}, drift {outcome.drift_error:+.3f} ppm, "
-                                f"coherence {outcome.coherence:.2f}"
-                            ),
-                            file=sys.stderr,
-                        )
-                    case += 1
+        for device, position, rate, played in itertools.product(
+            DEVICES.values(), POSITIONS, DEVICE_RATES, ("guitar", "bass")
+        ):
+            for loopback in (False, True) if case % 3 == 0 else (False,):
+                recording = draw_recording(rng)
+                if (devices and device.name not in devices) or (
+                    instrument and played != instrument
+                ):
+                    continue
+                outcome = device_pair_case(
+                    device, position, rate, played, loopback, recording, work
+                )
+                outcomes.append(outcome)
+                print(
+                    f"{device.name} {position:g} {rate} Hz {played} "
+                    f"{'loopback' if loopback else 'pair'} SNR {outcome.snr_db:.0f} dB -> "
+                    + (
+                        f"REFUSED: {outcome.refused}"
+                        if outcome.refused
+                        else f"error {outcome.latency_error:+.3f}, drift {outcome.drift_error:+.3f} ppm, "
+                        f"coherence {outcome.coherence:.2f}"
+                    ),
+                    file=sys.stderr,
+                )
+            case += 1
         if pairs_only:
             refusals, sessions, definitions = [], [], ""
         else:
@@ -691,7 +692,7 @@ def run_devices(
         "peak memory / the pair's audio (max)": "≤ 2×",
     }
     print(
-        f"\n### Third-party devices: {len(DEVICES)} Guitarix plug-ins × 3 gains × 2 rates, "
+        f"\n### Third-party devices: {len(DEVICES)} Guitarix plug-ins × 3 gains × 2 rates × guitar and bass DI, "
         f"{PAIR_DI_SECONDS:g} s of FluidSynth DI, seed {seed}\n"
     )
     print(

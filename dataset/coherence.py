@@ -126,6 +126,15 @@ MIN_COHERENCE_OVER_FLOOR = 4.0
 MAX_DRIFT_PPM = 1000.0
 #: Fine-stage windows at most.
 FINE_WINDOWS = 8
+#: The placed line's slope is corrected by a scan wide enough to move its first and last
+#: segments this many samples. Through a fuzz at full drive with a bass DI the windows' own
+#: readings can place the line 35 samples off there (60 ppm over 30 s), and the fine passes,
+#: which read each window within a few samples of the line, then settle 20-60 ppm off.
+SLOPE_SCAN_SAMPLES = 64.0
+#: Steps of that scan turn the highest analysed frequency by this many cycles at the first
+#: and last segments: the scanned sum's peak is then several steps wide, and a parabola through
+#: the best three places it well within the fine passes' reach.
+SLOPE_SCAN_TURN = 0.125
 #: Coherence above this counts as this in the ML weighting, so every bin whose output is at
 #: least a tenth linear in the input weighs the same (ψ = 1/9). ψ grows without bound as
 #: γ² → 1 because the ML weighting assumes a pure delay in noise, so that a bin's phase error
@@ -670,6 +679,8 @@ def track_coherent(
     line, agreeing, segments = _most_coherent(x, y, xd, lines, q, segment, reach, rate)
     fit = _FineFit.along(segments, segment, rate, drift, reach)
     line = fit.placed(line)
+    if drift:
+        line = fit.tilted(line)
     for iteration in range(max_iterations):
         new, whole, polarity = fit.refined(line, first=iteration == 0)
         converged = (
@@ -818,6 +829,56 @@ class _FineFit:
             )
         return _robust_line(self.centres, np.array(delays), self.sizes, self.drift)
 
+    def tilted(self, line: _Line) -> _Line:
+        """The line turned about the segments' mean time to where they add up best.
+
+        Each window read on its own can be a few samples off with bass notes through a fuzz
+        (the device's phase follows the notes), enough to tilt the placed line by tens of ppm.
+        A slope error ``e`` turns segment ``s``'s cross-spectrum by ``2π·f·e·t_s`` (``t_s`` its
+        time from the mean), so the sum over all segments, phases only, adds up best at the
+        right slope: ``Σ_f ψ(f)·|Σ_s e^{j(φ_s(f) + 2π·f·e·t_s)}|²`` is scanned over slopes that
+        move the outer segments by up to :data:`SLOPE_SCAN_SAMPLES`, in steps of
+        :data:`SLOPE_SCAN_TURN` cycles at the highest frequency, and its peak refined by a
+        parabola. Phases only: every segment counts alike, so the loudest notes do not set the
+        slope. The steps are as many whatever the file's length (about 170).
+        """
+        cross_each, power_y = self.segments.cross(line)
+        whole = self.spectra(np.arange(len(self.segments.starts)), cross_each, power_y)
+        times = self.segments.starts + self.segment / 2
+        middle = float(np.mean(times))
+        reach = float(np.max(np.abs(times - middle)))
+        if reach <= 0 or len(whole.bins) == 0:
+            return line
+        top = float(whole.bins[-1]) / self.segment  # cycles per sample
+        step = SLOPE_SCAN_TURN / (top * reach)
+        span = min(SLOPE_SCAN_SAMPLES / reach, MAX_DRIFT_PPM * 1e-6)
+        slopes = np.arange(-span, span + step / 2, step)
+        # Each segment's phases, turned to the first slope scanned, and the turn of one step
+        # (complex64, built a batch of segments at a time: the scan's memory is these two).
+        turned = _unit(cross_each[:, whole.bins])
+        del cross_each, power_y
+        rotation = np.empty_like(turned)
+        cycles = (whole.bins / self.segment).astype(np.float32)
+        for first in range(0, len(times), SEGMENT_BATCH):
+            rows = slice(first, first + SEGMENT_BATCH)
+            turn = ((2 * np.pi) * (times[rows] - middle)).astype(np.float32)[:, None] * cycles
+            turned[rows] *= np.exp(1j * (turn * np.float32(slopes[0])))
+            rotation[rows] = np.exp(1j * (turn * np.float32(step)))
+        psi = whole.psi.astype(np.float32)
+        scores = np.empty(len(slopes))
+        for k in range(len(slopes)):
+            total = turned.sum(axis=0)
+            scores[k] = float(np.dot(psi, total.real**2 + total.imag**2))
+            turned *= rotation
+        best = int(np.argmax(scores))
+        found = float(slopes[best])
+        if 0 < best < len(slopes) - 1:
+            left, peak, right = scores[best - 1 : best + 2]
+            curvature = left - 2 * peak + right
+            if curvature < 0:
+                found += 0.5 * (left - right) / curvature * step
+        return _Line(line.intercept - found * middle, line.slope + found)
+
     def refined(self, line: _Line, first: bool) -> tuple[_Line, _Spectra, int]:
         """One fine pass: the new line, the spectra of all segments along ``line``, and the
         polarity."""
@@ -841,11 +902,9 @@ class _FineFit:
         # a hundredth of a radian, and the file's weights, which keep the harmonics, read it
         # better. The windows' scatter about each line tells which case holds; near a tie the
         # file's weights, which use more bins, serve.
-        fitted, error = self._windows_line(line, whole, cross_each, power_y, delay, first, False)
+        fitted, error = self._windows_line(line, whole, cross_each, power_y, delay, False)
         if self.drift and len(self.groups) > 2:
-            own, own_error = self._windows_line(
-                line, whole, cross_each, power_y, delay, first, True
-            )
+            own, own_error = self._windows_line(line, whole, cross_each, power_y, delay, True)
             if own_error < OWN_BAND_SCATTER * error:
                 fitted = own
         return fitted, whole, polarity
@@ -857,15 +916,13 @@ class _FineFit:
         cross_each: np.ndarray,
         power_y: np.ndarray,
         delay: float,
-        first: bool,
         own_band: bool,
     ) -> tuple[_Line, float]:
         """The line through the windows' delays, and the standard error of its slope (ppm).
 
-        Each window's delay is read against a reference: the device's own phase cancels in
-        the difference, which leaves a clean correlation with one main lobe. The reference is
-        all segments' average once the line is close; before that, a line a few ppm off smears
-        that average, and the window read most precisely serves. Each window weighs by the
+        Each window's delay is read against all segments' average, within a few samples of
+        the line (:meth:`tilted` brings it that close): the device's own phase cancels in the
+        difference, which leaves a clean correlation with one main lobe. Each window weighs by the
         precision of a delay read from phases (the Cramér-Rao bound: Σ ψ·f²·SNR(f), with
         SNR = γ²/(1 - γ²) from its own coherence above its floor, capped as in ψ so that one
         window with a few nearly noiseless bins does not decide the line alone). With
@@ -888,20 +945,14 @@ class _FineFit:
             means.append(mean)
             weights.append(psi)
         sizes = np.maximum(np.array(precision), 1e-30)
-        if first:
-            reference, search = _unit(means[int(np.argmax(sizes))]), self.reach
-        else:
-            reference, search = whole.phase, 3.0
         offsets = np.array(
             [
                 _correlation_peak(
-                    _unit(mean) * np.conj(reference), psi, whole.bins, self.segment, search
+                    _unit(mean) * np.conj(whole.phase), psi, whole.bins, self.segment, 3.0
                 )
                 for mean, psi in zip(means, weights, strict=True)
             ]
         )
-        if first:
-            offsets -= float(np.average(offsets, weights=sizes))
         delays = line.at(self.centres) + delay + offsets
         fitted = _robust_line(self.centres, delays, sizes, self.drift)
         # Standard error of a weighted least-squares slope: the weighted mean square residual

@@ -1,5 +1,6 @@
 """The marker-free estimator reads a device's delay and polarity from its response: known
-responses, and the same reading whatever noise and hum the recording carries."""
+responses, the same reading whatever noise and hum the recording carries, and the same drift
+wherever its first stage left the line."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ import pytest
 from align_helpers import fractional_delay, plucks
 from scipy import signal
 
+from ampcap.dataset import coherence
 from ampcap.dataset.coherence import track_coherent
+from ampcap.dataset.resample import resample_linear
 
 RATE = 48000
 
@@ -81,3 +84,42 @@ def test_noise_and_hum_do_not_move_the_reading_through_a_distorting_device() -> 
         noisy = _track(di, _recorded(device, latency, noise_db, seed))
         assert noisy.latency_samples == pytest.approx(clean.latency_samples, abs=0.25)
         assert noisy.polarity == clean.polarity
+
+
+@pytest.mark.parametrize("misplaced_ppm", [60.0, -90.0])
+def test_the_drift_does_not_depend_on_where_the_windows_first_place_the_line(
+    monkeypatch: pytest.MonkeyPatch, misplaced_ppm: float
+) -> None:
+    # Bass notes through a fuzz at full drive (Guitarix gx_fuzz, FluidSynth bass) make each
+    # window read its own delay a few samples off, which placed the first line 50-70 ppm off;
+    # the fine passes then settled 20-60 ppm away from the drift, and the latency 25-40
+    # samples off. Here the first line is tilted that far on purpose: the drift and latency
+    # must come out as from a well-placed line.
+    di = plucks(20 * RATE, RATE, np.random.default_rng(1))
+    device = signal.sosfilt(
+        signal.butter(2, 4000, fs=RATE, output="sos"), np.tanh(6 * di / np.abs(di).max())
+    )
+    drift_ppm, latency = 150.0, 1234.37
+    step = 1 / (1 + drift_ppm * 1e-6)
+    recorded = resample_linear(device, -latency * step, step, len(di))
+    recorded += 1e-3 * np.random.default_rng(2).standard_normal(len(recorded))
+
+    def track():
+        return track_coherent(
+            di, recorded, RATE, min_latency_samples=-RATE // 10, max_latency_samples=RATE // 10
+        )
+
+    placed = track()
+    assert placed.drift_ppm == pytest.approx(drift_ppm, abs=0.5)
+    well_placed = coherence._FineFit.placed
+
+    def misplaced(fit, line):
+        found = well_placed(fit, line)
+        middle = float(np.mean(fit.centres))
+        tilt = misplaced_ppm * 1e-6
+        return coherence._Line(found.intercept - tilt * middle, found.slope + tilt)
+
+    monkeypatch.setattr(coherence._FineFit, "placed", misplaced)
+    tilted = track()
+    assert tilted.drift_ppm == pytest.approx(placed.drift_ppm, abs=0.05)
+    assert tilted.latency_samples == pytest.approx(placed.latency_samples, abs=0.05)
