@@ -633,6 +633,7 @@ def track_coherent(
     min_latency_samples: int,
     max_latency_samples: int,
     drift: bool = True,
+    drift_ppm: float | None = None,
     max_iterations: int = 3,
 ) -> CoherentTrack:
     """Latency, drift and polarity of ``recorded`` against ``reference``, without markers.
@@ -650,6 +651,10 @@ def track_coherent(
     drift : bool, default True
         Measure clock drift; False when both signals share one clock (a device channel against
         its loopback), so the drift is 0 by construction.
+    drift_ppm : float, optional
+        A drift already known (a loopback recorded beside the output measures it exactly):
+        the line keeps it, and only the latency and polarity are read. ``drift`` is then
+        not used.
     max_iterations : int, default 3
         Fine passes at most; they stop once the latency changes by under 0.01 samples and the
         drift by under 0.05 ppm.
@@ -668,7 +673,7 @@ def track_coherent(
     x = _as_float32(reference, "reference")
     y = _as_float32(recorded, "recording")
     rate = int(sample_rate_hz)
-    max_slope = MAX_DRIFT_PPM * 1e-6 if drift else 0.0
+    max_slope = MAX_DRIFT_PPM * 1e-6 if drift or drift_ppm is not None else 0.0
     q = max(1, int(round(rate / COARSE_RATE_HZ)))
     xd = _decimate(x, q)
     lines, coarse_windows = _coarse_lines(
@@ -677,9 +682,16 @@ def track_coherent(
     segment = 1 << int(round(math.log2(SEGMENT_SECONDS * rate)))
     reach = (COARSE_TOLERANCE + 2) * q
     line, agreeing, segments = _most_coherent(x, y, xd, lines, q, segment, reach, rate)
-    fit = _FineFit.along(segments, segment, rate, drift, reach)
+    if drift_ppm is not None:
+        # One window along the known slope, turned about the segments' middle.
+        known = drift_ppm * 1e-6
+        middle = float(np.mean(segments.starts)) + segment / 2
+        line = _Line(line.at(middle) - known * middle, known)
+        fit = _FineFit.along(segments, segment, rate, False, reach, known)
+    else:
+        fit = _FineFit.along(segments, segment, rate, drift, reach)
     line = fit.placed(line)
-    if drift:
+    if drift and drift_ppm is None:
         line = fit.tilted(line)
     for iteration in range(max_iterations):
         new, whole, polarity = fit.refined(line, first=iteration == 0)
@@ -781,6 +793,7 @@ class _FineFit:
 
     ``groups`` are the segment indices of each window, ``centres`` their centres (recorder
     samples) and ``sizes`` their segment counts; one window when the drift is not measured.
+    ``slope`` is a drift already known (samples per sample), which every line keeps.
     """
 
     segments: _Segments
@@ -792,18 +805,42 @@ class _FineFit:
     drift: bool
     reach: int
     rate: int
+    slope: float | None = None
 
     @classmethod
     def along(
-        cls, segments: _Segments, segment: int, rate: int, drift: bool, reach: int
+        cls,
+        segments: _Segments,
+        segment: int,
+        rate: int,
+        drift: bool,
+        reach: int,
+        slope: float | None = None,
     ) -> _FineFit:
         count = len(segments.starts)
         groups = np.array_split(np.arange(count), min(FINE_WINDOWS if drift else 1, count))
         centres = np.array([float(np.mean(segments.starts[g])) + segment / 2 for g in groups])
         sizes = np.array([len(g) for g in groups], dtype=np.float64)
         return cls(
-            segments, segment, segments.cycles * rate, groups, centres, sizes, drift, reach, rate
+            segments,
+            segment,
+            segments.cycles * rate,
+            groups,
+            centres,
+            sizes,
+            drift,
+            reach,
+            rate,
+            slope,
         )
+
+    def line_through(self, delays: np.ndarray, weights: np.ndarray) -> _Line:
+        """The line through the windows' delays, with the known slope if there is one."""
+        fitted = _robust_line(self.centres, delays, weights, self.drift)
+        if self.slope is None:
+            return fitted
+        centre = float(np.average(self.centres, weights=weights))
+        return _Line(fitted.at(centre) - self.slope * centre, self.slope)
 
     def spectra(self, members: np.ndarray, cross_each: np.ndarray, power_y: np.ndarray) -> _Spectra:
         return _Spectra.of(
@@ -827,7 +864,7 @@ class _FineFit:
             delays.append(
                 float(line.at(centre)) + own.envelope_centre(self.segment, 0.0, self.reach)
             )
-        return _robust_line(self.centres, np.array(delays), self.sizes, self.drift)
+        return self.line_through(np.array(delays), self.sizes)
 
     def tilted(self, line: _Line) -> _Line:
         """The line turned about the segments' mean time to where they add up best.
@@ -954,7 +991,7 @@ class _FineFit:
             ]
         )
         delays = line.at(self.centres) + delay + offsets
-        fitted = _robust_line(self.centres, delays, sizes, self.drift)
+        fitted = self.line_through(delays, sizes)
         # Standard error of a weighted least-squares slope: the weighted mean square residual
         # over the weighted spread of the windows' times.
         w = sizes / sizes.sum()

@@ -270,7 +270,12 @@ def _unrelated(
 
 
 def _coherent_or_none(
-    reference: np.ndarray, recorded: np.ndarray, rate: int, reach: int, drift: bool
+    reference: np.ndarray,
+    recorded: np.ndarray,
+    rate: int,
+    reach: int,
+    drift: bool,
+    drift_ppm: float | None = None,
 ) -> CoherentTrack | None:
     try:
         return track_coherent(
@@ -280,6 +285,7 @@ def _coherent_or_none(
             min_latency_samples=-reach,
             max_latency_samples=reach,
             drift=drift,
+            drift_ppm=drift_ppm,
         )
     except AlignmentError:
         return None
@@ -401,7 +407,9 @@ def _measure_pair(
         return _PairAxis(
             track, None, track.latency_samples, None, None, track.drift_ppm, track.step
         )
-    return _through_loopback(track, source, recorded_loopback, rate, reach, loopback, input_path)
+    return _through_loopback(
+        track, source, recorded, recorded_loopback, rate, reach, loopback, input_path
+    )
 
 
 @dataclass(frozen=True)
@@ -425,6 +433,7 @@ class _PairAxis:
 def _through_loopback(
     track: CoherentTrack,
     source: np.ndarray,
+    recorded: np.ndarray,
     recorded_loopback: np.ndarray,
     rate: int,
     reach: int,
@@ -435,7 +444,9 @@ def _through_loopback(
 
     The loopback is a clean copy: placed where the output's estimate puts it (or found in the
     music, as the output was), then refined on it with a matched filter, through the drift, to
-    a small fraction of a sample.
+    a small fraction of a sample. The output is then read again along the loopback's drift:
+    its own drift reading, a few ppm off with a bass DI through a fuzz, moves its latency at
+    the file's start by as many samples.
     """
     loopback_track = _refined_loopback(source, recorded_loopback, rate, reach, track)
     if loopback_track is None or not loopback_track.trusted:
@@ -451,7 +462,13 @@ def _through_loopback(
             "cable in the same pass; check the files and the patch."
         )
     loopback_latency = loopback_track.latency_samples
-    device_latency = track.latency_samples - loopback_latency
+    along = _coherent_or_none(
+        source, recorded, rate, reach, drift=True, drift_ppm=loopback_track.drift_ppm
+    )
+    latency = (
+        along.latency_samples if along is not None and along.trusted else track.latency_samples
+    )
+    device_latency = latency - loopback_latency
     return _PairAxis(
         track,
         loopback_track,

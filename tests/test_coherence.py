@@ -123,3 +123,37 @@ def test_the_drift_does_not_depend_on_where_the_windows_first_place_the_line(
     tilted = track()
     assert tilted.drift_ppm == pytest.approx(placed.drift_ppm, abs=0.05)
     assert tilted.latency_samples == pytest.approx(placed.latency_samples, abs=0.05)
+
+
+@pytest.mark.parametrize("drift_ppm", [150.0, -250.0])
+def test_a_known_drift_is_kept_and_the_latency_read_along_it(drift_ppm: float) -> None:
+    # A loopback measures the drift exactly; the device's output is then read along it, so
+    # the drift's own error no longer moves the latency at the file's start.
+    di = plucks(20 * RATE, RATE, np.random.default_rng(1))
+    device = signal.sosfilt(
+        signal.butter(2, 4000, fs=RATE, output="sos"), np.tanh(6 * di / np.abs(di).max())
+    )
+    own = track_coherent(
+        di,
+        device,
+        RATE,
+        min_latency_samples=-RATE // 10,
+        max_latency_samples=RATE // 10,
+        drift=False,
+    )
+    latency = 1234.37
+    step = 1 / (1 + drift_ppm * 1e-6)
+    recorded = resample_linear(device, -latency * step, step, len(di))
+    recorded += 1e-3 * np.random.default_rng(2).standard_normal(len(recorded))
+    known = track_coherent(
+        di,
+        recorded,
+        RATE,
+        min_latency_samples=-RATE // 10,
+        max_latency_samples=RATE // 10,
+        drift_ppm=drift_ppm,
+    )
+    assert known.drift_ppm == drift_ppm
+    truth = latency + own.latency_samples * (1 + drift_ppm * 1e-6)
+    assert known.latency_samples == pytest.approx(truth, abs=0.05)
+    assert known.polarity == own.polarity
