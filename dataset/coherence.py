@@ -36,7 +36,11 @@ The three steps:
    weighted by the input's power, so it says how much of the recording, where the input plays,
    is a linear function of it. An unrelated recording scores at the estimator's own floor,
    about one over the number of segments; a distorting device scores far above it.
-3. **Fine.** In several windows along the file, the averaged cross-spectrum is compared with
+3. **Fine.** The line is first turned about the middle of the file to the slope at which the
+   segments' phases, all of them alike, add up best (:meth:`_FineFit.tilted`): the windows
+   below are each read within a few samples of the line, and bass notes through a fuzz can
+   place it tens of ppm off. In several windows along the file, the averaged cross-spectrum is
+   compared with
    the ML weighting ψ (the phase of each bin weighted by γ²/(1-γ²)); each window's residual
    delay against the whole file's is found to a fraction of a sample by a dense search and a
    parabola, and a straight line through them gives the drift. The delay itself, and the
@@ -134,7 +138,7 @@ SLOPE_SCAN_SAMPLES = 64.0
 #: Steps of that scan turn the highest analysed frequency by this many cycles at the first
 #: and last segments: the scanned sum's peak is then several steps wide, and a parabola through
 #: the best three places it well within the fine passes' reach.
-SLOPE_SCAN_TURN = 0.125
+SLOPE_SCAN_TURN = 0.25
 #: Coherence above this counts as this in the ML weighting, so every bin whose output is at
 #: least a tenth linear in the input weighs the same (ψ = 1/9). ψ grows without bound as
 #: γ² → 1 because the ML weighting assumes a pure delay in noise, so that a bin's phase error
@@ -877,7 +881,7 @@ class _FineFit:
         move the outer segments by up to :data:`SLOPE_SCAN_SAMPLES`, in steps of
         :data:`SLOPE_SCAN_TURN` cycles at the highest frequency, and its peak refined by a
         parabola. Phases only: every segment counts alike, so the loudest notes do not set the
-        slope. The steps are as many whatever the file's length (about 170).
+        slope. The steps are as many whatever the file's length (about 85).
         """
         cross_each, power_y = self.segments.cross(line)
         whole = self.spectra(np.arange(len(self.segments.starts)), cross_each, power_y)

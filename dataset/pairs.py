@@ -5,7 +5,8 @@ part (:mod:`.coherence`): latency, clock drift and polarity, with the band coher
 confidence, so a distorting device is aligned and an unrelated file refused. With a loopback
 (the DI recorded back through a cable in the same pass) the latency splits in two: the
 interface's, from the loopback against the DI (a matched filter: the loopback is a clean
-copy), and the device's, from the output against the loopback (same recorder clock, no drift).
+copy, and its drift is exact), and the device's, the rest of the output's latency read against
+the DI along that drift.
 """
 
 from __future__ import annotations
