@@ -95,6 +95,7 @@ def train_model(
     patience: int | None = None,
     lr: float | None = None,
     schedule: str | None = None,
+    batch_size: int | None = None,
     setting_balance: float | None = None,
     device: str = "auto",
     threads: int | None = None,
@@ -139,6 +140,8 @@ def train_model(
         Adam's peak learning rate (per update, unitless); default 1e-2.
     schedule : {"cosine", "constant"}, optional
         Learning-rate schedule; default "cosine" (decays to 5 % of ``lr`` over the run).
+    batch_size : int, optional
+        Training segments per update; default 40 (DAFx-19).
     setting_balance : float, optional
         0 to 1: how evenly knob settings of different loudness weigh in the loss and the
         validation (0 pools the error as in DAFx-19, 1 weighs every setting alike); default
@@ -193,6 +196,7 @@ def train_model(
                     patience_epochs=patience,
                     learning_rate=lr,
                     schedule=schedule,
+                    batch_size=batch_size,
                     setting_balance=setting_balance,
                     threads=threads,
                 ),

@@ -26,6 +26,8 @@ def test_train_writes_a_run_and_prints_the_per_setting_table(tmp_path, data_dir,
         "2",
         "--lr",
         "5e-3",
+        "--batch-size",
+        "4",
         "--device",
         "cpu",
         "--threads",
@@ -52,6 +54,7 @@ def test_train_writes_a_run_and_prints_the_per_setting_table(tmp_path, data_dir,
     assert run["model_config"]["arch"] == "lstm" and run["model_config"]["hidden_size"] == 8
     assert run["train_config"]["epochs"] == 2 and run["train_config"]["learning_rate"] == 5e-3
     assert run["train_config"]["threads"] == 1 and run["train_config"]["device"] == "cpu"
+    assert run["train_config"]["batch_size"] == 4
 
     # The same folder again is refused unless --resume.
     result = cli("train", str(data_dir), "--out", str(out), "--epochs", "2")

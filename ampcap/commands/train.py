@@ -103,6 +103,14 @@ _HELP = f"""Train a knob-conditioned model of the device on DATA (a folder `ampc
     help="Learning-rate schedule: cosine decay over the run (default) or constant.",
 )
 @click.option(
+    "--batch-size",
+    type=count(1, 4096),
+    default=None,
+    help=f"Segments of {_DEFAULTS.segment_seconds:g} s per update (default "
+    f"{_DEFAULTS.batch_size}, DAFx-19). Smaller batches make more updates per minute: on a "
+    "clean preamp that was hard to learn, 10 did better in 15 minutes.",
+)
+@click.option(
     "--setting-balance",
     type=Number(0.0, 1.0),
     default=None,
@@ -147,6 +155,7 @@ def train(
     patience: int | None,
     lr: float | None,
     schedule: str | None,
+    batch_size: int | None,
     setting_balance: float | None,
     device: str,
     threads: int | None,
@@ -173,6 +182,7 @@ def train(
             patience=patience,
             lr=lr,
             schedule=schedule,
+            batch_size=batch_size,
             setting_balance=setting_balance,
             device=device,
             threads=threads,
