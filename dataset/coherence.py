@@ -40,10 +40,9 @@ The three steps:
    segments' phases, all of them alike, add up best (:meth:`_FineFit.tilted`): the windows
    below are each read within a few samples of the line, and bass notes through a fuzz can
    place it tens of ppm off. In several windows along the file, the averaged cross-spectrum is
-   compared with
-   the ML weighting ψ (the phase of each bin weighted by γ²/(1-γ²)); each window's residual
-   delay against the whole file's is found to a fraction of a sample by a dense search and a
-   parabola, and a straight line through them gives the drift. The delay itself, and the
+   compared with the ML weighting ψ (the phase of each bin weighted by γ²/(1-γ²)); each window's
+   residual delay against the whole file's is found to a fraction of a sample by a dense search
+   and a parabola, and a straight line through them gives the drift. The delay itself, and the
    polarity, are those of the device's response: the impulse response of its best linear
    approximation Sxy/Sxx over all segments (see :meth:`_Spectra.response`). Unlike the
    ML-weighted correlation, whose weights follow the coherence and so the recording's noise
