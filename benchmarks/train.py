@@ -368,6 +368,8 @@ HARD_RUNS = {
         ("LSTM32", (), 15.0),
         ("LSTM32", (), 60.0),
         ("LSTM64", ("--hidden", "64"), 60.0),
+        ("LSTM32, batches of 10", ("--batch-size", "10"), 15.0),
+        ("LSTM64, batches of 10", ("--hidden", "64", "--batch-size", "10"), 60.0),
     ),
 }
 #: Minutes at which the validation curve is read.
