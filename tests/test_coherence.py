@@ -36,17 +36,22 @@ def _recorded(device_output: np.ndarray, latency: float, noise_db: float, seed: 
     return out
 
 
-def _track(di: np.ndarray, recorded: np.ndarray):
-    # No drift is recorded, and none is measured: a few seconds of bass leave the drift's
-    # own error (a few ppm) larger than what these tests look at.
+def _search(di: np.ndarray, recorded: np.ndarray, **options):
+    """:func:`track_coherent` over latencies within 0.1 s."""
     return track_coherent(
         di,
         recorded,
         RATE,
         min_latency_samples=-RATE // 10,
         max_latency_samples=RATE // 10,
-        drift=False,
+        **options,
     )
+
+
+def _track(di: np.ndarray, recorded: np.ndarray):
+    # No drift is recorded, and none is measured: a few seconds of bass leave the drift's
+    # own error (a few ppm) larger than what these tests look at.
+    return _search(di, recorded, drift=False)
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -86,6 +91,26 @@ def test_noise_and_hum_do_not_move_the_reading_through_a_distorting_device() -> 
         assert noisy.polarity == clean.polarity
 
 
+LATENCY = 1234.37
+
+
+def _overdrive() -> tuple[np.ndarray, np.ndarray]:
+    """A guitar-like DI and its output through a soft-clipping overdrive (20 s)."""
+    di = plucks(20 * RATE, RATE, np.random.default_rng(1))
+    device = signal.sosfilt(
+        signal.butter(2, 4000, fs=RATE, output="sos"), np.tanh(6 * di / np.abs(di).max())
+    )
+    return di, device
+
+
+def _drifted(device: np.ndarray, drift_ppm: float) -> np.ndarray:
+    """``device`` recorded :data:`LATENCY` samples late on a clock ``drift_ppm`` fast, with
+    noise 60 dB down."""
+    step = 1 / (1 + drift_ppm * 1e-6)
+    recorded = resample_linear(device, -LATENCY * step, step, len(device))
+    return recorded + 1e-3 * np.random.default_rng(2).standard_normal(len(recorded))
+
+
 @pytest.mark.parametrize("misplaced_ppm", [60.0, -90.0])
 def test_the_drift_does_not_depend_on_where_the_windows_first_place_the_line(
     monkeypatch: pytest.MonkeyPatch, misplaced_ppm: float
@@ -95,22 +120,10 @@ def test_the_drift_does_not_depend_on_where_the_windows_first_place_the_line(
     # the fine passes then settled 20-60 ppm away from the drift, and the latency 25-40
     # samples off. Here the first line is tilted that far on purpose: the drift and latency
     # must come out as from a well-placed line.
-    di = plucks(20 * RATE, RATE, np.random.default_rng(1))
-    device = signal.sosfilt(
-        signal.butter(2, 4000, fs=RATE, output="sos"), np.tanh(6 * di / np.abs(di).max())
-    )
-    drift_ppm, latency = 150.0, 1234.37
-    step = 1 / (1 + drift_ppm * 1e-6)
-    recorded = resample_linear(device, -latency * step, step, len(di))
-    recorded += 1e-3 * np.random.default_rng(2).standard_normal(len(recorded))
-
-    def track():
-        return track_coherent(
-            di, recorded, RATE, min_latency_samples=-RATE // 10, max_latency_samples=RATE // 10
-        )
-
-    placed = track()
-    assert placed.drift_ppm == pytest.approx(drift_ppm, abs=0.5)
+    di, device = _overdrive()
+    recorded = _drifted(device, 150.0)
+    placed = _search(di, recorded)
+    assert placed.drift_ppm == pytest.approx(150.0, abs=0.5)
     well_placed = coherence._FineFit.placed
 
     def misplaced(fit, line):
@@ -120,7 +133,7 @@ def test_the_drift_does_not_depend_on_where_the_windows_first_place_the_line(
         return coherence._Line(found.intercept - tilt * middle, found.slope + tilt)
 
     monkeypatch.setattr(coherence._FineFit, "placed", misplaced)
-    tilted = track()
+    tilted = _search(di, recorded)
     assert tilted.drift_ppm == pytest.approx(placed.drift_ppm, abs=0.05)
     assert tilted.latency_samples == pytest.approx(placed.latency_samples, abs=0.05)
 
@@ -129,31 +142,10 @@ def test_the_drift_does_not_depend_on_where_the_windows_first_place_the_line(
 def test_a_known_drift_is_kept_and_the_latency_read_along_it(drift_ppm: float) -> None:
     # A loopback measures the drift exactly; the device's output is then read along it, so
     # the drift's own error no longer moves the latency at the file's start.
-    di = plucks(20 * RATE, RATE, np.random.default_rng(1))
-    device = signal.sosfilt(
-        signal.butter(2, 4000, fs=RATE, output="sos"), np.tanh(6 * di / np.abs(di).max())
-    )
-    own = track_coherent(
-        di,
-        device,
-        RATE,
-        min_latency_samples=-RATE // 10,
-        max_latency_samples=RATE // 10,
-        drift=False,
-    )
-    latency = 1234.37
-    step = 1 / (1 + drift_ppm * 1e-6)
-    recorded = resample_linear(device, -latency * step, step, len(di))
-    recorded += 1e-3 * np.random.default_rng(2).standard_normal(len(recorded))
-    known = track_coherent(
-        di,
-        recorded,
-        RATE,
-        min_latency_samples=-RATE // 10,
-        max_latency_samples=RATE // 10,
-        drift_ppm=drift_ppm,
-    )
+    di, device = _overdrive()
+    own = _search(di, device, drift=False)
+    known = _search(di, _drifted(device, drift_ppm), drift_ppm=drift_ppm)
     assert known.drift_ppm == drift_ppm
-    truth = latency + own.latency_samples * (1 + drift_ppm * 1e-6)
+    truth = LATENCY + own.latency_samples * (1 + drift_ppm * 1e-6)
     assert known.latency_samples == pytest.approx(truth, abs=0.05)
     assert known.polarity == own.polarity
