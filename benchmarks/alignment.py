@@ -28,11 +28,12 @@ overdrive, a distortion, two fuzzes, two high-gain amps) at low, middle and maxi
 - **DAW pairs** (no markers, no loopback): the plug-in's output, with 0-2 s of its own tail,
   recorded through a simulated interface (:class:`thirdparty.Interface`): fractional latency
   0-5000 samples, drift ±300 ppm, input trim putting the peak at -18 to -3 dBFS, white noise
-  -90 to -50 dBFS, 50 or 60 Hz hum with odd harmonics at -80 to -50 dBFS, random polarity,
-  a third of the outputs the whole DI (a bounce), the others cut to 50-100 % of it. Aligned with ``ampcap.dataset.pairs.align_files``
-  exactly as ``ampcap align --input --output`` does.
-- **Pairs with a loopback** (every third combination): the same, plus the DI recorded through the same interface (same
-  latency and drift, its own noise): the interface latency is checked against the truth.
+  -90 to -50 dBFS, 50 or 60 Hz hum with odd harmonics at -80 to -50 dBFS, random polarity;
+  a third of the outputs the whole DI (a bounce), the others cut to 50-100 % of it. Aligned
+  with ``ampcap.dataset.pairs.align_files`` exactly as ``ampcap align --input --output`` does.
+- **Pairs with a loopback** (every third combination): the same, plus the DI recorded through
+  the same interface (same latency and drift, its own noise): the interface latency is checked
+  against the truth.
 - **Must-refuse cases**: unrelated music through the device, noise only, noise with hum,
   silence, near-silence, a file at another sample rate, a file whose content plays at another
   rate than its header says, the DI reversed, another instrument's DI.
@@ -692,8 +693,8 @@ def run_devices(
         "peak memory / the pair's audio (max)": "≤ 2×",
     }
     print(
-        f"\n### Third-party devices: {len(DEVICES)} Guitarix plug-ins × 3 gains × 2 rates × guitar and bass DI, "
-        f"{PAIR_DI_SECONDS:g} s of FluidSynth DI, seed {seed}\n"
+        f"\n### Third-party devices: {len(DEVICES)} Guitarix plug-ins × 3 gains × 2 rates × "
+        f"guitar and bass DI, {PAIR_DI_SECONDS:g} s of FluidSynth DI, seed {seed}\n"
     )
     print(
         _pair_table(
