@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -21,6 +22,7 @@ from align_helpers import (
     write_session,
 )
 
+from ampcap.dataset import pairs
 from ampcap.dataset.align import align_session
 from ampcap.dataset.coherence import track_coherent
 from ampcap.dataset.delay import estimate_window, track_latency
@@ -330,6 +332,37 @@ def test_a_device_with_a_long_delay_of_its_own_is_split_from_the_loopback(
     assert result.device_latency_samples == pytest.approx(
         unshifted.device_latency_samples + own, abs=0.05
     )
+
+
+def test_with_a_loopback_the_output_is_read_along_the_loopbacks_drift(
+    reamp: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Through a bass DI and a distorting device the output's own drift reading can be a few
+    # ppm off, which moves its latency at the file's start by as many samples. With a
+    # loopback the output is read again along the loopback's exact drift: a misreading of the
+    # output's own drift must not reach the result.
+    folder = reamp["folder"]
+    files = (folder / "di.wav", folder / "amp.wav", folder / "lb.wav")
+    exact = align_files(*files, out_path=tmp_path / "exact.wav")
+    middle = len(reamp["di"]) / 2
+    own_reading = pairs.track_coherent
+
+    def misread(*args, **options):
+        track = own_reading(*args, **options)
+        if options.get("drift_ppm") is not None:
+            return track
+        # 5 ppm off, turned about the file's middle as a wrong slope through the data is.
+        return dataclasses.replace(
+            track,
+            drift_ppm=track.drift_ppm + 5.0,
+            latency_samples=track.latency_samples - 5e-6 * middle,
+        )
+
+    monkeypatch.setattr(pairs, "track_coherent", misread)
+    result = align_files(*files, out_path=tmp_path / "misread.wav")
+    assert result.drift_ppm == pytest.approx(exact.drift_ppm, abs=1e-3)
+    assert result.latency_samples == pytest.approx(exact.latency_samples, abs=0.05)
+    assert result.device_latency_samples == pytest.approx(exact.device_latency_samples, abs=0.05)
 
 
 def test_loopback_and_output_of_different_lengths(reamp: dict, tmp_path: Path) -> None:
