@@ -63,6 +63,8 @@ from scipy import fft as sfft
 
 from ampcap.errors import AlignmentError
 
+from .delay import parabola_offset
+
 #: Rate the coarse search runs at (the fundamental band of a guitar or bass is far below it).
 COARSE_RATE_HZ = 8000
 #: Length of a coarse window, seconds: long enough for a few notes, short enough that a drift
@@ -304,13 +306,7 @@ def _coarse_candidates(
         for lag in taken:
             offset = 0.0
             if 0 < lag < len(correlation) - 1:
-                left, middle, right = correlation[lag - 1 : lag + 2]
-                curvature = left - 2 * middle + right
-                offset = (
-                    float(np.clip(0.5 * (left - right) / curvature, -0.5, 0.5))
-                    if curvature < 0
-                    else 0.0
-                )
+                offset = float(np.clip(parabola_offset(*correlation[lag - 1 : lag + 2]), -0.5, 0.5))
             candidates.append((centre, lag + offset + low, float(correlation[lag] / best)))
     return candidates
 
@@ -596,9 +592,7 @@ def _zoom(function, centre: float, step: float, rounds: int) -> float:
         points = centre + np.linspace(-step, step, 5)
         values = function(points)
         k = int(np.clip(np.argmax(values), 1, 3))
-        left, middle, right = values[k - 1 : k + 2]
-        curvature = left - 2 * middle + right
-        offset = 0.5 * (left - right) / curvature if curvature < 0 else 0.0
+        offset = parabola_offset(*values[k - 1 : k + 2])
         step = float(points[1] - points[0])
         centre = float(points[k] + np.clip(offset, -1, 1) * step)
     return centre
@@ -913,10 +907,7 @@ class _FineFit:
         best = int(np.argmax(scores))
         found = float(slopes[best])
         if 0 < best < len(slopes) - 1:
-            left, peak, right = scores[best - 1 : best + 2]
-            curvature = left - 2 * peak + right
-            if curvature < 0:
-                found += 0.5 * (left - right) / curvature * step
+            found += parabola_offset(*scores[best - 1 : best + 2]) * step
         return _Line(line.intercept - found * middle, line.slope + found)
 
     def refined(self, line: _Line, first: bool) -> tuple[_Line, _Spectra, int]:

@@ -215,9 +215,7 @@ class _BandLimitedCorrelation:
             lags = centre + np.linspace(-half_width, half_width, points)
             values = polarity * self.value(lags, peak)
             best = int(np.clip(np.argmax(values), 1, points - 2))
-            left, middle, right = values[best - 1 : best + 2]
-            curvature = left - 2 * middle + right
-            offset = 0.5 * (left - right) / curvature if curvature < 0 else 0.0
+            offset = parabola_offset(*values[best - 1 : best + 2])
             centre = float(lags[best] + np.clip(offset, -1, 1) * (lags[1] - lags[0]))
         return self._newton(centre, polarity)
 
@@ -253,6 +251,13 @@ class _BandLimitedCorrelation:
             if abs(found - lag) > 0.5:
                 return lag
         return found
+
+
+def parabola_offset(left: float, middle: float, right: float) -> float:
+    """Where the parabola through three equally spaced values peaks, in steps from the middle
+    one; 0 where it does not open downwards (no peak between them)."""
+    curvature = left - 2 * middle + right
+    return 0.5 * (left - right) / curvature if curvature < 0 else 0.0
 
 
 def estimate_delay(
