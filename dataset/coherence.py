@@ -135,6 +135,9 @@ FINE_WINDOWS = 8
 #: within this many samples of it at every segment: a shift that small changes what the
 #: Hann window holds by a negligible sliver, and turns the phases.
 TURN_REACH = 1.0
+#: The same for the slope scan, which reads the sum over all segments to a sample or so:
+#: the placed line is within a few samples of the coarse one, along which the spectra were cut.
+SCAN_TURN_REACH = 16.0
 #: Newton steps refining each window's correlation peak from the half-sample grid (each
 #: squares the error: three leave under 1e-6 samples).
 NEWTON_STEPS = 3
@@ -289,7 +292,9 @@ def _coarse_candidates(
         part[lo - first : hi - first] = y[lo:hi]
         if not np.any(part):
             continue
-        n = sfft.next_fast_len(len(window) + len(part), real=True)
+        # The lags wanted, 0 .. high - low, never reach round the circle past the part's end:
+        # a transform as long as the part serves.
+        n = sfft.next_fast_len(len(part), real=True)
         spectrum_x = sfft.rfft(window, n)
         spectrum_y = sfft.rfft(part, n)
         smoothing = max(n // 2048, 2)
@@ -358,8 +363,12 @@ def _consensus(
     score = votes.sum(axis=1)
     middle = float(np.median(t))
     lines: list[tuple[_Line, int, float]] = []
+    fitted: set[bytes] = set()  # hypotheses agreeing with the same peaks give the same line
     for best in np.argsort(score)[::-1]:
         chosen = inlier[best]
+        if chosen.tobytes() in fitted:
+            continue
+        fitted.add(chosen.tobytes())
         tt, ll = t[chosen], lag[chosen]
         if np.ptp(tt) > 0 and max_slope > 0:
             fitted_slope, intercept = np.polyfit(tt, ll, 1)
@@ -441,20 +450,22 @@ class _Segments:
             ]
         return out
 
-    def cross(self, line: _Line, *, keep: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    def cross(
+        self, line: _Line, *, keep: bool = True, reach: float = TURN_REACH
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Per-segment cross-spectra ``conj(X)·Y`` along ``line``, and the recording's powers.
 
         The recording is cut at the integer part of its position at each segment's centre and
         the fractional part undone by a phase rotation (the drift within one segment moves it
         by well under a sample). The spectra of the last line kept are turned instead of cut
-        again when ``line`` puts every segment within :data:`TURN_REACH` samples of the middle
-        of the sample where it was cut (a fine pass moves the line by a fraction of a sample;
-        a fresh cut is within half a sample). The arrays
+        again when ``line`` puts every segment within ``reach`` samples of the middle of the
+        sample where it was cut (a fine pass moves the line by a fraction of a sample; a fresh
+        cut is within half a sample). The arrays
         returned are the segments' own while kept: read them, do not change them.
         """
         position = self.starts + line.at(self.starts + self.length / 2)
         kept, self._kept = self._kept, None
-        if kept is not None and float(np.max(np.abs(position - kept[0] - 0.5))) <= TURN_REACH:
+        if kept is not None and float(np.max(np.abs(position - kept[0] - 0.5))) <= reach:
             cut, turned_to, spectrum_y, power_y = kept
         else:
             del kept
@@ -605,10 +616,10 @@ def _correlation_peaks(
     weighted = np.atleast_2d(psi * spectrum_phase)
     omega = (2 * np.pi / length) * bins.astype(np.float64)  # radians per sample
     lags = np.arange(-int(2 * reach), int(2 * reach) + 1) / 2.0
-    values = (weighted @ _phasor(np.outer(omega, lags))).real
+    values = (weighted @ _phasor(np.outer(omega, lags).astype(np.float32))).real
     tau = lags[np.argmax(values, axis=1)]
     for _ in range(NEWTON_STEPS):
-        turned = weighted * _phasor(np.outer(tau, omega))
+        turned = weighted * _phasor(np.outer(tau, omega).astype(np.float32))
         slope = -(turned.imag @ omega)
         curvature = -(turned.real @ omega**2)
         # Only towards a maximum, and never past the half-sample grid's spacing.
@@ -905,6 +916,24 @@ class _FineFit:
             self.frequencies_hz,
         )
 
+    def window_means(
+        self, cross_each: np.ndarray, power_y: np.ndarray, bins: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Each window's mean cross-spectrum, input power and recording power over ``bins``
+        (windows × bins; the windows are consecutive runs of segments)."""
+        firsts = np.array([group[0] for group in self.groups])
+        sizes = self.sizes[:, None]
+        conj_x = self.segments.conj_x[:, bins]
+
+        def means(values: np.ndarray, dtype: type) -> np.ndarray:
+            return np.add.reduceat(values, firsts, axis=0, dtype=dtype) / sizes
+
+        return (
+            means(cross_each[:, bins], np.complex128),
+            means(conj_x.real**2 + conj_x.imag**2, np.float64),
+            means(power_y[:, bins], np.float64),
+        )
+
     def placed(self, line: _Line) -> _Line:
         """The line through each window placed on its own.
 
@@ -936,7 +965,7 @@ class _FineFit:
         steps are as many whatever the file's length (about 21 and 17).
         """
         # Its line moves by up to the scan's reach: nothing to keep for the next pass.
-        cross_each, power_y = self.segments.cross(line, keep=False)
+        cross_each, power_y = self.segments.cross(line, keep=False, reach=SCAN_TURN_REACH)
         whole = self.spectra(np.arange(len(self.segments.starts)), cross_each, power_y)
         times = self.segments.starts + self.segment / 2
         middle = float(np.mean(times))
@@ -991,9 +1020,11 @@ class _FineFit:
         # a hundredth of a radian, and the file's weights, which keep the harmonics, read it
         # better. The windows' scatter about each line tells which case holds; near a tie the
         # file's weights, which use more bins, serve.
-        fitted, error = self._windows_line(line, whole, cross_each, power_y, delay, False)
+        windows = self.window_means(cross_each, power_y, whole.bins)
+        del cross_each, power_y
+        fitted, error = self._windows_line(line, whole, windows, delay, False)
         if self.drift and len(self.groups) > 2:
-            own, own_error = self._windows_line(line, whole, cross_each, power_y, delay, True)
+            own, own_error = self._windows_line(line, whole, windows, delay, True)
             if own_error < OWN_BAND_SCATTER * error:
                 fitted = own
         return fitted, whole, polarity
@@ -1002,8 +1033,7 @@ class _FineFit:
         self,
         line: _Line,
         whole: _Spectra,
-        cross_each: np.ndarray,
-        power_y: np.ndarray,
+        windows: tuple[np.ndarray, np.ndarray, np.ndarray],
         delay: float,
         own_band: bool,
     ) -> tuple[_Line, float]:
@@ -1015,28 +1045,22 @@ class _FineFit:
         precision of a delay read from phases (the Cramér-Rao bound: Σ ψ·f²·SNR(f), with
         SNR = γ²/(1 - γ²) from its own coherence above its floor, capped as in ψ so that one
         window with a few nearly noiseless bins does not decide the line alone). With
-        ``own_band`` a window weighs only the bins where its own input plays.
+        ``own_band`` a window weighs only the bins where its own input plays. ``windows`` are
+        :meth:`window_means` over the bins of ``whole``.
         """
         frequencies = whole.bins.astype(np.float64)
-        means, weights, precision = [], [], []
-        for group in self.groups:
-            mean = cross_each[group][:, whole.bins].mean(axis=0)
-            power_x = self.segments.power_x(group)[whole.bins].astype(np.float64)
-            psi = whole.psi
-            if own_band:
-                psi = psi * power_x / (power_x + WINDOW_FLOOR * max(float(power_x.max()), 1e-30))
-            own_power_y = power_y[group][:, whole.bins].mean(axis=0)
-            gamma2 = (mean.real**2 + mean.imag**2) / np.maximum(power_x * own_power_y, 1e-30)
-            gamma2 = np.clip(gamma2 - 1.0 / len(group), 0.0, MAX_GAMMA2)
-            precision.append(
-                len(group) * float(np.dot(psi * gamma2 / (1.0 - gamma2), frequencies**2))
-            )
-            means.append(mean)
-            weights.append(psi)
-        sizes = np.maximum(np.array(precision), 1e-30)
+        means, power_x, power_y = windows
+        psi = np.broadcast_to(whole.psi, means.shape)
+        if own_band:
+            loudest = np.maximum(power_x.max(axis=1, keepdims=True), 1e-30)
+            psi = psi * power_x / (power_x + WINDOW_FLOOR * loudest)
+        gamma2 = (means.real**2 + means.imag**2) / np.maximum(power_x * power_y, 1e-30)
+        gamma2 = np.clip(gamma2 - 1.0 / self.sizes[:, None], 0.0, MAX_GAMMA2)
+        precision = self.sizes * ((psi * gamma2 / (1.0 - gamma2)) @ frequencies**2)
+        sizes = np.maximum(precision, 1e-30)
         offsets = _correlation_peaks(
-            _unit(np.array(means)) * np.conj(whole.phase),
-            np.array(weights),
+            _unit(means) * np.conj(whole.phase),
+            psi,
             whole.bins,
             self.segment,
             3.0,
