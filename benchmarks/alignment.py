@@ -59,6 +59,10 @@ Usage::
                                    [--only virtual|devices]
                                    [--device NAME ...] [--instrument guitar|bass] [--pairs-only]
 
+The drift's reported standard error is checked against the drift's actual error: a calibrated
+one holds 64 % of the errors within one standard error and 91 % within two (a Student t with the
+six degrees of freedom of eight windows).
+
 Throughput is seconds of take (two channels) aligned per second, on one core (BLAS and FFT
 threads pinned to 1): per second of the process's CPU time (user + system, so file writes
 count), and per second of wall-clock time, which a machine shared with other jobs inflates. Peak memory is the largest Python/numpy allocation traced
@@ -292,6 +296,8 @@ class PairOutcome:
     #: Latency error against the other definition of the device's delay: the interface's
     #: latency plus the lag of the device's response to a low-level impulse.
     impulse_latency_error: float | None = None
+    #: The drift's standard error as ampcap reports it (None with a loopback).
+    drift_standard_error: float | None = None
 
 
 @functools.cache
@@ -435,6 +441,7 @@ def device_pair_case(
         cpu_seconds=cpu,
         memory_ratio=peak / take_bytes,
         impulse_latency_error=result.latency_samples - impulse_truth,
+        drift_standard_error=result.drift_error_ppm,
     )
 
 
@@ -568,6 +575,20 @@ def definition_table(rate: int) -> str:
     return "\n".join(lines)
 
 
+def _within_standard_errors(outcomes: list[PairOutcome]) -> str:
+    """Shares of drift errors within one and two reported standard errors (pairs without a
+    loopback; a Student t with 6 degrees of freedom, eight windows, gives 64 % / 91 %)."""
+    scores = [
+        abs(o.drift_error) / o.drift_standard_error
+        for o in outcomes
+        if o.drift_error is not None and o.drift_standard_error
+    ]
+    if not scores:
+        return "-"
+    within = [100 * np.mean([score <= k for score in scores]) for k in (1, 2)]
+    return f"{within[0]:.0f} % / {within[1]:.0f} %"
+
+
 def _pair_table(groups: dict[str, list[PairOutcome]], targets: dict[str, str]) -> str:
     names = list(groups)
     lines = [
@@ -601,6 +622,10 @@ def _pair_table(groups: dict[str, list[PairOutcome]], targets: dict[str, str]) -
     row(
         "drift error, ppm (median / 95th / max)",
         lambda g: _stats([o.drift_error for o in aligned(g)]),
+    )
+    row(
+        "drift error within 1 / 2 of its reported standard errors",
+        lambda g: _within_standard_errors(aligned(g)),
     )
     row(
         "polarity correct",
@@ -688,6 +713,7 @@ def run_devices(
         "latency error, samples (median / 95th / max)": "median ≤ 0.25, max ≤ 1.0",
         "interface (loopback) latency error, samples (median / 95th / max)": "≤ 0.05",
         "drift error, ppm (median / 95th / max)": "≤ 0.5",
+        "drift error within 1 / 2 of its reported standard errors": "64 % / 91 % (calibrated)",
         "polarity correct": "100 %",
         "throughput, × real time (CPU time, one core)": "≥ 200×",
         "peak memory / the pair's audio (max)": "≤ 2×",

@@ -191,6 +191,10 @@ class CoherentTrack:
         Fine-stage windows the latency and drift were fitted to.
     agreeing_windows, coarse_windows : int
         Coarse windows whose peak lies on the fitted line, and coarse windows searched.
+    drift_error_ppm : float
+        Standard error of ``drift_ppm``, from the windows' scatter about the fitted line: what
+        noise, and a device whose delay follows the notes, leave uncertain. 0 when the drift is
+        not measured (given, or one clock).
     """
 
     latency_samples: float
@@ -202,6 +206,7 @@ class CoherentTrack:
     windows: int
     agreeing_windows: int
     coarse_windows: int
+    drift_error_ppm: float = 0.0
 
     @property
     def step(self) -> float:
@@ -730,7 +735,7 @@ def track_coherent(
     if drift and drift_ppm is None:
         line = fit.tilted(line)
     for iteration in range(max_iterations):
-        new, whole, polarity = fit.refined(line, first=iteration == 0)
+        new, whole, polarity, drift_error = fit.refined(line, first=iteration == 0)
         converged = (
             abs(new.intercept - line.intercept) < 0.01 and abs(new.slope - line.slope) * 1e6 < 0.05
         )
@@ -747,6 +752,7 @@ def track_coherent(
         windows=len(fit.groups),
         agreeing_windows=agreeing,
         coarse_windows=coarse_windows,
+        drift_error_ppm=drift_error,
     )
 
 
@@ -997,9 +1003,10 @@ class _FineFit:
             found += parabola_offset(*scores[best - 1 : best + 2]) * fine
         return _Line(line.intercept - found * middle, line.slope + found)
 
-    def refined(self, line: _Line, first: bool) -> tuple[_Line, _Spectra, int]:
-        """One fine pass: the new line, the spectra of all segments along ``line``, and the
-        polarity."""
+    def refined(self, line: _Line, first: bool) -> tuple[_Line, _Spectra, int, float]:
+        """One fine pass: the new line, the spectra of all segments along ``line``, the
+        polarity, and the standard error of the new line's slope (ppm; 0 when the slope is
+        not measured)."""
         cross_each, power_y = self.segments.cross(line)
         whole = self.spectra(np.arange(len(self.segments.starts)), cross_each, power_y)
         # The delay and polarity: those of the device's response (its best linear
@@ -1023,11 +1030,14 @@ class _FineFit:
         windows = self.window_means(cross_each, power_y, whole.bins)
         del cross_each, power_y
         fitted, error = self._windows_line(line, whole, windows, delay, False)
-        if self.drift and len(self.groups) > 2:
-            own, own_error = self._windows_line(line, whole, windows, delay, True)
-            if own_error < OWN_BAND_SCATTER * error:
-                fitted = own
-        return fitted, whole, polarity
+        if not self.drift or self.slope is not None or len(self.groups) <= 2:
+            return fitted, whole, polarity, 0.0
+        own, own_error = self._windows_line(line, whole, windows, delay, True)
+        if own_error < OWN_BAND_SCATTER * error:
+            fitted, error = own, own_error
+        # The scatter is the windows' weighted rms residual over their weighted spread in
+        # time; the slope's standard error divides it by the degrees of freedom left.
+        return fitted, whole, polarity, error / math.sqrt(len(self.groups) - 2)
 
     def _windows_line(
         self,
@@ -1037,7 +1047,8 @@ class _FineFit:
         delay: float,
         own_band: bool,
     ) -> tuple[_Line, float]:
-        """The line through the windows' delays, and the standard error of its slope (ppm).
+        """The line through the windows' delays, and their scatter about it (ppm): the
+        weighted rms residual over the weighted spread of the windows' times.
 
         Each window's delay is read against all segments' average, within a few samples of
         the line (:meth:`tilted` brings it that close): the device's own phase cancels in the
@@ -1067,8 +1078,6 @@ class _FineFit:
         )
         delays = line.at(self.centres) + delay + offsets
         fitted = self.line_through(delays, sizes)
-        # Standard error of a weighted least-squares slope: the weighted mean square residual
-        # over the weighted spread of the windows' times.
         w = sizes / sizes.sum()
         spread = float(np.dot(w, (self.centres - np.dot(w, self.centres)) ** 2))
         residual = delays - fitted.at(self.centres)

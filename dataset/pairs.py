@@ -37,6 +37,9 @@ from .quality import peak
 from .render import DriftCorrection, ReadPlan, drift_correction, render_aligned
 from .take import MAX_LATENCY_SECONDS, SILENT_DBFS
 
+#: A note says how uncertain the drift is when two standard errors of it move the pair's ends
+#: by more than this, samples.
+DRIFT_NOTE_SAMPLES = 0.5
 #: What the confidence of a pair means, for people reading ``--json``.
 CONFIDENCE_MEANING = (
     "magnitude-squared coherence between the input and the output read at the measured "
@@ -58,6 +61,10 @@ class FileAlignment:
         with a loopback, loopback latency plus device latency.
     drift_ppm : float
         Clock drift of the recording against the input (see :mod:`.delay`).
+    drift_error_ppm : float or None
+        Standard error of ``drift_ppm`` read from the music (see
+        :attr:`.coherence.CoherentTrack.drift_error_ppm`); None with a loopback, whose clean
+        copy of the DI gives the drift to a few thousandths of a ppm.
     drift_corrected : bool
         Whether the drift was above :data:`.render.DRIFT_THRESHOLD_SAMPLES` over the file and
         undone.
@@ -102,6 +109,7 @@ class FileAlignment:
     trimmed_frames: int
     out_path: Path
     notes: tuple[str, ...] = field(default_factory=tuple)
+    drift_error_ppm: float | None = None
 
     @property
     def trusted_from(self) -> float:
@@ -113,6 +121,7 @@ class FileAlignment:
         return {
             "latency_samples": _rounded(self.latency_samples, 5),
             "drift_ppm": _rounded(self.drift_ppm, 4),
+            "drift_error_ppm": _rounded(self.drift_error_ppm, 4),
             "polarity": self.polarity,
             "confidence": {
                 "measure": "coherence",
@@ -348,6 +357,7 @@ def align_files(
     pair_frames, trimmed = _coverage(axis, drift, frames, recorded, recorded_loopback)
     notes = _inversion_notes(axis)
     notes += _coverage_notes(frames, pair_frames, trimmed, rate, output_path, input_path)
+    notes += _drift_notes(axis.drift_error_ppm, pair_frames)
     channels = [recorded_loopback if recorded_loopback is not None else source, recorded]
     render_aligned(out, source, channels, _pair_plan(axis, drift), rate, frames=pair_frames)
     return FileAlignment(
@@ -368,6 +378,7 @@ def align_files(
         trimmed_frames=trimmed,
         out_path=out,
         notes=tuple(notes),
+        drift_error_ppm=axis.drift_error_ppm,
     )
 
 
@@ -406,7 +417,14 @@ def _measure_pair(
         raise _unrelated(output_path, "output", input_path, track, max_latency_seconds)
     if loopback is None or recorded_loopback is None:
         return _PairAxis(
-            track, None, track.latency_samples, None, None, track.drift_ppm, track.step
+            track,
+            None,
+            track.latency_samples,
+            None,
+            None,
+            track.drift_ppm,
+            track.step,
+            track.drift_error_ppm,
         )
     return _through_loopback(
         track, source, recorded, recorded_loopback, rate, reach, loopback, input_path
@@ -429,6 +447,7 @@ class _PairAxis:
     device_latency_samples: float | None
     drift_ppm: float
     step: float
+    drift_error_ppm: float | None = None
 
 
 def _through_loopback(
@@ -535,6 +554,23 @@ def _coverage_notes(
     if trimmed:
         notes.append(f"The output runs {trimmed} samples past the input (render tail); left out.")
     return notes
+
+
+def _drift_notes(drift_error_ppm: float | None, pair_frames: int) -> list[str]:
+    """A note when the drift's uncertainty could move the pair's ends by half a sample."""
+    if drift_error_ppm is None:
+        return []
+    # The line is fitted about the pair's middle: two standard errors of its slope move the
+    # ends by this much (nine in ten recordings fall within two, see the README).
+    ends = 2 * drift_error_ppm * 1e-6 * pair_frames / 2
+    if ends <= DRIFT_NOTE_SAMPLES:
+        return []
+    return [
+        f"The drift is read to ±{drift_error_ppm:.2f} ppm (one standard error): through this "
+        "device the delay the music reads varies from note to note. The ends of the pair may be "
+        f"off by up to {ends:.1f} samples. A loopback of the DI recorded in the same pass "
+        "(--loopback) gives the drift exactly."
+    ]
 
 
 def _pair_plan(axis: _PairAxis, drift: DriftCorrection) -> ReadPlan:

@@ -294,6 +294,8 @@ def test_align_files_without_loopback(reamp: dict) -> None:
     assert np.allclose(pair[:, 0], reamp["di"][: len(pair)], atol=1e-7)
     document = result.to_json()
     assert set(document) >= {"latency_samples", "drift_ppm", "polarity", "confidence"}
+    assert document["drift_error_ppm"] == pytest.approx(result.drift_error_ppm, abs=1e-4)
+    assert 0 < result.drift_error_ppm < 1.0
     assert document["polarity"] == -1
     confidence = document["confidence"]
     assert confidence["measure"] == "coherence" and "linearly" in confidence["meaning"]
@@ -404,6 +406,16 @@ def test_render_tail_is_left_out_and_a_short_output_gives_a_shorter_pair(
     pair, _ = read_audio(result.out_path)
     assert len(pair) == result.pair_frames
     assert np.max(np.abs(pair[-rate // 10 :, 1])) > 0.01  # music to the end, no padding
+
+
+def test_a_drift_read_loosely_gets_a_note_that_names_the_loopback() -> None:
+    # 16 s at 44.1 kHz with the drift read to ±2 ppm: two standard errors move the ends of the
+    # pair by 1.4 samples, worth saying; to ±0.1 ppm, 0.07 samples, not worth it. With a
+    # loopback (no error given) the drift is exact.
+    (note,) = pairs._drift_notes(2.0, 16 * 44100)
+    assert "±2.00 ppm" in note and "1.4 samples" in note and "--loopback" in note
+    assert pairs._drift_notes(0.1, 16 * 44100) == []
+    assert pairs._drift_notes(None, 16 * 44100) == []
 
 
 def test_align_files_refusals(reamp: dict, tmp_path: Path) -> None:

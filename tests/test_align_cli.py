@@ -84,6 +84,7 @@ def test_align_files_json(ampcap_process, tmp_path: Path) -> None:
     assert document["latency_samples"] == pytest.approx(64.5 + own.latency_samples, abs=0.25)
     assert document["polarity"] == -1
     assert isinstance(document["drift_ppm"], float)
+    assert document["drift_error_ppm"] > 0 and "ppm" in result.err and "±" in result.err
     assert document["confidence"]["value"] > document["confidence"]["trusted_from"]
     assert (tmp_path / "pair.wav").exists()
     assert "latency" in result.err and "pair.wav" in result.err

@@ -138,6 +138,24 @@ def test_the_drift_does_not_depend_on_where_the_windows_first_place_the_line(
     assert tilted.latency_samples == pytest.approx(placed.latency_samples, abs=0.05)
 
 
+def test_the_drift_says_how_sure_it_is() -> None:
+    # The windows' scatter about the line gives the drift's standard error: it covers the
+    # drift's error, it grows as the music to read it from shrinks (a slope over a quarter
+    # of the time, from a quarter of the windows' music, is several times less sure), and it
+    # is 0 where the drift is not measured.
+    di, device = _overdrive()
+    recorded = _drifted(device, 150.0)
+    whole = _search(di, recorded)
+    assert 0 < whole.drift_error_ppm < 0.5
+    assert abs(whole.drift_ppm - 150.0) <= 4 * whole.drift_error_ppm
+    quarter = len(di) // 4
+    short = _search(di[:quarter], recorded[:quarter])
+    assert short.drift_error_ppm > 3 * whole.drift_error_ppm
+    assert abs(short.drift_ppm - 150.0) <= 4 * short.drift_error_ppm
+    assert _search(di, recorded, drift_ppm=150.0).drift_error_ppm == 0.0
+    assert _search(di, device, drift=False).drift_error_ppm == 0.0
+
+
 @pytest.mark.parametrize("drift_ppm", [150.0, -250.0])
 def test_a_known_drift_is_kept_and_the_latency_read_along_it(drift_ppm: float) -> None:
     # A loopback measures the drift exactly; the device's output is then read along it, so

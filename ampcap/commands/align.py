@@ -82,11 +82,13 @@ def align(
 
     \b
     With --json, one JSON document goes to stdout: the per-take results for a
-    session; for files {"latency_samples", "drift_ppm", "polarity", "confidence",
-    ...} where confidence is {"measure": "coherence", "value", "trusted_from",
-    "unrelated_floor", "meaning"}: the share of the output that follows the input
-    linearly where the input plays (a distorting device keeps 0.15 or more; an
-    unrelated file scores near the floor). Positive latency means the recording lags.
+    session; for files {"latency_samples", "drift_ppm", "drift_error_ppm",
+    "polarity", "confidence", ...} where confidence is {"measure": "coherence",
+    "value", "trusted_from", "unrelated_floor", "meaning"}: the share of the output
+    that follows the input linearly where the input plays (a distorting device
+    keeps 0.15 or more; an unrelated file scores near the floor). drift_error_ppm
+    is the drift's standard error (null with a loopback, which gives the drift
+    exactly). Positive latency means the recording lags.
 
     \b
     Exit status: 0 every take aligned (warnings included); 2 bad input (a missing,
@@ -217,8 +219,10 @@ def _print_file_table(result: FileAlignment) -> None:
     if result.loopback_latency_samples is not None:
         table.add_row("  of which interface", f"{result.loopback_latency_samples:.3f} samples")
         table.add_row("  of which device", f"{result.device_latency_samples:.3f} samples")
+    spread = f" ± {result.drift_error_ppm:.3f}" if result.drift_error_ppm is not None else ""
     table.add_row(
-        "drift", f"{result.drift_ppm:+.3f} ppm" + (" (corrected)" if result.drift_corrected else "")
+        "drift",
+        f"{result.drift_ppm:+.3f}{spread} ppm" + (" (corrected)" if result.drift_corrected else ""),
     )
     table.add_row("polarity", f"{result.polarity:+d}")
     table.add_row(
