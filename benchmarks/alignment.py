@@ -45,13 +45,13 @@ Truth for a device. The interface's part is known. A device's own delay is not o
 its phase turns with frequency (tone stacks, coupling capacitors), so every reading of "the"
 delay weighs frequencies somehow, and distortion changes which frequencies carry the linear
 part of the output. The benchmark takes the device's delay as ampcap's marker-free estimator
-reads it on the device's own output, on the same stretch of DI, with no interface: the error
-then measures what the interface (latency, drift, noise, hum, trim, polarity, tail, cut) does
-to the estimate. A second table compares that reading with the lag of the device's response to
-a low-level impulse, and with the reading on the DI played 40 dB quieter (small signal), to
-show how much of a device's delay is a matter of definition; the pair tables also give the
-latency error against the impulse definition (the interface's latency plus that lag), so both
-can be read.
+reads it on the device's own output, on the same stretch of DI (the part whose output the
+recording holds), with no interface: the error then measures what the interface (latency,
+drift, noise, hum, trim, polarity, tail, cut) does to the estimate. A second table compares
+that reading with the lag of the device's response to a low-level impulse, and with the
+reading on the DI played 40 dB quieter (small signal), to show how much of a device's delay is
+a matter of definition; the pair tables also give the latency error against the impulse
+definition (the interface's latency plus that lag), so both can be read.
 
 Usage::
 
@@ -374,7 +374,10 @@ def device_pair_case(
     interface, cut, tail = recording
     frames = int(len(di) * cut + tail * rate)
     recorded = interface.record(output, frames, rate)
-    covered = min(int(len(di) * cut), len(di))
+    # The stretch of DI whose output the recording holds: the cut, less what the latency
+    # pushes past the recording's end.
+    held = (frames - 1 - interface.latency_at_zero()) / (1 + interface.drift_ppm * 1e-6)
+    covered = max(min(int(len(di) * cut), int(held), len(di)), rate)
     own = _own_reading(di, output, rate, covered)
     files = {"di": work / "di.wav", "out": work / "out.wav", "lb": work / "lb.wav"}
     write_audio(files["di"], di, rate)

@@ -675,6 +675,7 @@ def track_coherent(
     max_latency_samples: int,
     drift: bool = True,
     drift_ppm: float | None = None,
+    near: tuple[float, float] | None = None,
     max_iterations: int = 3,
 ) -> CoherentTrack:
     """Latency, drift and polarity of ``recorded`` against ``reference``, without markers.
@@ -696,6 +697,11 @@ def track_coherent(
         A drift already known (a loopback recorded beside the output measures it exactly):
         the line keeps it, and only the latency and polarity are read. ``drift`` is then
         not used.
+    near : (float, float), optional
+        A track already found, (latency at reference sample 0, drift ppm), within a few
+        samples: the coarse search is skipped and the fine stage starts from it (reading a
+        recording again along a drift known better). ``agreeing_windows`` and
+        ``coarse_windows`` are then 0.
     max_iterations : int, default 3
         Fine passes at most; they stop once the latency changes by under 0.01 samples and the
         drift by under 0.05 ppm.
@@ -717,9 +723,12 @@ def track_coherent(
     max_slope = MAX_DRIFT_PPM * 1e-6 if drift or drift_ppm is not None else 0.0
     q = max(1, int(round(rate / COARSE_RATE_HZ)))
     xd = _decimate(x, q)
-    lines, coarse_windows = _coarse_lines(
-        xd, y, q, rate, (min_latency_samples, max_latency_samples), max_slope
-    )
+    if near is None:
+        lines, coarse_windows = _coarse_lines(
+            xd, y, q, rate, (min_latency_samples, max_latency_samples), max_slope
+        )
+    else:
+        lines, coarse_windows = [(_Line(near[0] / q, near[1] * 1e-6), 0, 1.0)], 0
     segment = 1 << int(round(math.log2(SEGMENT_SECONDS * rate)))
     reach = (COARSE_TOLERANCE + 2) * q
     line, agreeing, segments = _most_coherent(x, y, xd, lines, q, segment, reach, rate)

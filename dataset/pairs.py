@@ -286,6 +286,7 @@ def _coherent_or_none(
     reach: int,
     drift: bool,
     drift_ppm: float | None = None,
+    near: CoherentTrack | None = None,
 ) -> CoherentTrack | None:
     try:
         return track_coherent(
@@ -296,6 +297,7 @@ def _coherent_or_none(
             max_latency_samples=reach,
             drift=drift,
             drift_ppm=drift_ppm,
+            near=None if near is None else (near.latency_samples, near.drift_ppm),
         )
     except AlignmentError:
         return None
@@ -483,7 +485,7 @@ def _through_loopback(
         )
     loopback_latency = loopback_track.latency_samples
     along = _coherent_or_none(
-        source, recorded, rate, reach, drift=True, drift_ppm=loopback_track.drift_ppm
+        source, recorded, rate, reach, drift=True, drift_ppm=loopback_track.drift_ppm, near=track
     )
     latency = (
         along.latency_samples if along is not None and along.trusted else track.latency_samples
