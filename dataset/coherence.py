@@ -439,6 +439,10 @@ class _Segments:
             starts = starts[np.linspace(0, len(starts) - 1, MAX_SEGMENTS).round().astype(int)]
         return cls(x, y, starts, length, rate)
 
+    def forget(self) -> None:
+        """Drop the spectra kept from the last :meth:`cross` (their memory)."""
+        self._kept = None
+
     def power_x(self, members: np.ndarray | slice = slice(None)) -> np.ndarray:
         """The reference's mean power per bin over some segments."""
         spectra = self.conj_x[members]
@@ -814,6 +818,8 @@ def _most_coherent(
     for coarse, agreeing, score in lines:
         if score < 0.5 * lines[0][2]:
             break
+        if best is not None:
+            best[3].forget()  # one candidate's spectra at a time
         line = _Line(coarse.intercept * q, coarse.slope)
         candidate = _Segments.along(x, y, line, segment, reach, rate, xd)
         if len(candidate.starts) < 2:
@@ -936,18 +942,15 @@ class _FineFit:
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Each window's mean cross-spectrum, input power and recording power over ``bins``
         (windows × bins; the windows are consecutive runs of segments)."""
-        firsts = np.array([group[0] for group in self.groups])
-        sizes = self.sizes[:, None]
-        conj_x = self.segments.conj_x[:, bins]
-
-        def means(values: np.ndarray, dtype: type) -> np.ndarray:
-            return np.add.reduceat(values, firsts, axis=0, dtype=dtype) / sizes
-
-        return (
-            means(cross_each[:, bins], np.complex128),
-            means(conj_x.real**2 + conj_x.imag**2, np.float64),
-            means(power_y[:, bins], np.float64),
-        )
+        shape = (len(self.groups), len(bins))
+        means = np.empty(shape, dtype=np.complex128)
+        power_x, own_power_y = np.empty(shape), np.empty(shape)
+        for k, group in enumerate(self.groups):
+            run = slice(int(group[0]), int(group[-1]) + 1)
+            means[k] = cross_each[run].mean(axis=0)[bins]
+            power_x[k] = self.segments.power_x(run)[bins]
+            own_power_y[k] = power_y[run].mean(axis=0)[bins]
+        return means, power_x, own_power_y
 
     def placed(self, line: _Line) -> _Line:
         """The line through each window placed on its own.
