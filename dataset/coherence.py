@@ -469,8 +469,8 @@ class _Segments:
         by well under a sample). The spectra of the last line kept are turned instead of cut
         again when ``line`` puts every segment within ``reach`` samples of the middle of the
         sample where it was cut (a fine pass moves the line by a fraction of a sample; a fresh
-        cut is within half a sample). The arrays
-        returned are the segments' own while kept: read them, do not change them.
+        cut is within half a sample). The arrays returned are the segments' own while kept:
+        read them, do not change them.
         """
         position = self.starts + line.at(self.starts + self.length / 2)
         kept, self._kept = self._kept, None
