@@ -568,10 +568,11 @@ def _drift_notes(drift_error_ppm: float | None, pair_frames: int) -> list[str]:
     if ends <= DRIFT_NOTE_SAMPLES:
         return []
     return [
-        f"The drift is read to ±{drift_error_ppm:.2f} ppm (one standard error): through this "
-        "device the delay the music reads varies from note to note. The ends of the pair may be "
-        f"off by up to {ends:.1f} samples. A loopback of the DI recorded in the same pass "
-        "(--loopback) gives the drift exactly."
+        f"The drift is read to ±{drift_error_ppm:.2f} ppm (one standard error): the delay read "
+        "from the music moves from note to note through this device, and with the recording's "
+        f"noise. The middle of the pair is right; its ends may be off by up to {ends:.1f} "
+        "samples. A loopback of the DI recorded in the same pass (--loopback) gives the drift "
+        "exactly."
     ]
 
 
