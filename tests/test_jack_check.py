@@ -20,8 +20,19 @@ def _check(ampcap_process, rig: Path, env: dict[str, str], *extra: str) -> tuple
 def test_check_measures_the_whole_period_round_trip_and_approves_the_wiring(
     ampcap_process, tmp_path: Path, jack_env: dict[str, str]
 ) -> None:
-    code, check = _check(ampcap_process, write_rig(tmp_path / "rig.toml"), jack_env)
-    assert code == 0, check
+    rig = write_rig(tmp_path / "rig.toml")
+    # A machine busy with other work can make PortAudio drop a block. The check must then
+    # say so and fail, and the advice is to run it again; the measurement is read from the
+    # first run without a dropout.
+    for _ in range(3):
+        code, check = _check(ampcap_process, rig, jack_env)
+        if not (check["underflows"] or check["overflows"]):
+            break
+        assert code == 1 and check["ok"] is False
+        assert any("underflow(s)" in advice for advice in check["advice"])
+    else:
+        pytest.fail("PortAudio dropped audio in each of three checks: is the machine overloaded?")
+    assert code == 0, (check["wiring"], check["advice"])
     assert check["wiring"] == "ok"
     assert check["ok"] is True and check["advice"] == []
     # Synchronous JACK: the round trip is exactly two 1024-frame periods.
