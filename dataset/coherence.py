@@ -231,6 +231,10 @@ class _Line:
     def at(self, m: np.ndarray | float) -> np.ndarray | float:
         return self.intercept + self.slope * m
 
+    def turned(self, about: float, slope: float) -> _Line:
+        """The line with ``slope`` through this one's point at ``about``."""
+        return _Line(float(self.at(about)) - slope * about, slope)
+
 
 def _energetic_windows(x: np.ndarray, length: int, count: int, stop: int) -> list[int]:
     """Start of the most energetic ``length``-window in each of ``count`` stretches of x[:stop]."""
@@ -740,7 +744,7 @@ def track_coherent(
         # One window along the known slope, turned about the segments' middle.
         known = drift_ppm * 1e-6
         middle = float(np.mean(segments.starts)) + segment / 2
-        line = _Line(line.at(middle) - known * middle, known)
+        line = line.turned(middle, known)
         fit = _FineFit.along(segments, segment, rate, False, reach, known)
     else:
         fit = _FineFit.along(segments, segment, rate, drift, reach)
@@ -927,7 +931,7 @@ class _FineFit:
         if self.slope is None:
             return fitted
         centre = float(np.average(self.centres, weights=weights))
-        return _Line(fitted.at(centre) - self.slope * centre, self.slope)
+        return fitted.turned(centre, self.slope)
 
     def spectra(self, members: np.ndarray, cross_each: np.ndarray, power_y: np.ndarray) -> _Spectra:
         return _Spectra.of(
@@ -1013,7 +1017,7 @@ class _FineFit:
         found = centre + (best - side) * fine
         if 0 < best < len(scores) - 1:
             found += parabola_offset(*scores[best - 1 : best + 2]) * fine
-        return _Line(line.intercept - found * middle, line.slope + found)
+        return line.turned(middle, line.slope + found)
 
     def refined(self, line: _Line, first: bool) -> tuple[_Line, _Spectra, int, float]:
         """One fine pass: the new line, the spectra of all segments along ``line``, the

@@ -128,9 +128,7 @@ def test_the_drift_does_not_depend_on_where_the_windows_first_place_the_line(
 
     def misplaced(fit, line):
         found = well_placed(fit, line)
-        middle = float(np.mean(fit.centres))
-        tilt = misplaced_ppm * 1e-6
-        return coherence._Line(found.intercept - tilt * middle, found.slope + tilt)
+        return found.turned(float(np.mean(fit.centres)), found.slope + misplaced_ppm * 1e-6)
 
     monkeypatch.setattr(coherence._FineFit, "placed", misplaced)
     tilted = _search(di, recorded)
