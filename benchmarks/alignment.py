@@ -37,6 +37,9 @@ overdrive, a distortion, two fuzzes, two high-gain amps) at low, middle and maxi
 - **Must-refuse cases**: unrelated music through the device, noise only, noise with hum,
   silence, near-silence, a file at another sample rate, a file whose content plays at another
   rate than its header says, the DI reversed, another instrument's DI.
+- **The same take, other noise**: the two DAW pairs whose drift was read worst, recorded again
+  with eight other noise draws (everything else as drawn) and once without noise: whether the
+  error is chance, which another recording would change, or set by the take itself.
 - **Sessions**: three plug-ins at five gain settings inside a capture session (ampcap's program
   with the realistic DI, takes recorded through the virtual interface), aligned with
   ``align_session``: every take must align; the latency per setting is printed.
@@ -78,6 +81,7 @@ for _name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_name, "1")
 
 import argparse  # noqa: E402
+import dataclasses  # noqa: E402
 import functools  # noqa: E402
 import itertools  # noqa: E402
 import shutil  # noqa: E402
@@ -448,6 +452,30 @@ def device_pair_case(
     )
 
 
+NOISE_DRAWS = 8
+
+
+def noise_draws(device, position: float, rate: int, played: str, recording, work: Path) -> str:
+    """A Markdown row: the pair's drift error (ppm) as drawn, with :data:`NOISE_DRAWS` other
+    noise draws, and without noise, the interface otherwise the same."""
+    interface, cut, tail = recording
+
+    def drift_error(**change) -> float:
+        again = (dataclasses.replace(interface, **change), cut, tail)
+        outcome = device_pair_case(device, position, rate, played, False, again, work)
+        return float("nan") if outcome.drift_error is None else outcome.drift_error
+
+    drawn = drift_error()
+    others = np.array([drift_error(seed=interface.seed + k) for k in range(1, NOISE_DRAWS + 1)])
+    quiet = drift_error(noise_dbfs=-200.0)
+    same_side = int(np.sum(np.sign(others) == np.sign(drawn)))
+    return (
+        f"| {device.name} {position:g}, {rate} Hz, {played} | {interface.noise_dbfs:.0f} dBFS "
+        f"| {drawn:+.2f} | {others.min():+.2f} / {np.median(others):+.2f} / {others.max():+.2f} "
+        f"| {same_side} of {NOISE_DRAWS} | {quiet:+.2f} |"
+    )
+
+
 def refusal_cases(rate: int, work: Path) -> list[tuple[str, bool, str]]:
     """(case, refused, message) for recordings that are not of the DI."""
     from thirdparty import DEVICES, realistic_di, run_device
@@ -674,6 +702,7 @@ def run_devices(
         raise SystemExit(f"unknown device {', '.join(unknown)}; choose from {', '.join(DEVICES)}")
     rng = np.random.default_rng(seed)
     outcomes: list[PairOutcome] = []
+    drawn = []  # what each outcome was made from, to record it again
     with tempfile.TemporaryDirectory(prefix="ampcap-bench-devices-") as tmp:
         work = Path(tmp)
         case = 0
@@ -690,6 +719,7 @@ def run_devices(
                     device, position, rate, played, loopback, recording, work
                 )
                 outcomes.append(outcome)
+                drawn.append((device, position, rate, played, recording))
                 print(
                     f"{device.name} {position:g} {rate} Hz {played} "
                     f"{'loopback' if loopback else 'pair'} SNR {outcome.snr_db:.0f} dB -> "
@@ -703,8 +733,13 @@ def run_devices(
                 )
             case += 1
         if pairs_only:
-            refusals, sessions, definitions = [], [], ""
+            refusals, sessions, definitions, redrawn = [], [], "", []
         else:
+            worst = sorted(
+                (k for k, o in enumerate(outcomes) if not o.loopback and o.drift_error is not None),
+                key=lambda k: -abs(outcomes[k].drift_error),
+            )[:2]
+            redrawn = [noise_draws(*drawn[k], work) for k in worst]
             refusals = [r for rate in DEVICE_RATES for r in refusal_cases(rate, work)]
             sessions = session_cases(48000, work)
             definitions = definition_table(48000)
@@ -768,6 +803,16 @@ def run_devices(
     print("|---|---|---|")
     for name, was, message in refusals:
         print(f"| {name} | {'yes' if was else 'NO'} | {message[:110].replace('|', '/')}… |")
+    print(
+        "\n**The same take, other noise** (the DAW pairs whose drift was read worst; drift "
+        "error, ppm):\n"
+    )
+    print(
+        f"| pair | noise | as drawn | {NOISE_DRAWS} other noise draws (min / median / max) "
+        "| on the same side | without noise |"
+    )
+    print("|---|---:|---:|---:|---:|---:|")
+    print("\n".join(redrawn))
     aligned = sum(r["verdict"] != "failed" for r in sessions)
     print(f"\n**Sessions**: {aligned} of {len(sessions)} takes aligned (target: all).\n")
     print(
