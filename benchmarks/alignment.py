@@ -70,8 +70,9 @@ Throughput is seconds of take (two channels) aligned per second, on one core (BL
 threads pinned to 1): per second of the process's CPU time (user + system, so file writes
 count), and per second of wall-clock time, which a machine shared with other jobs inflates. For
 the third-party pairs a second row leaves out the writing of the aligned pair (resampling it
-through the drift, the file, its hash and fsync): what reading the files and the estimate cost. Peak memory is the largest Python/numpy allocation traced
-during one take's alignment, over the size of that take in memory (frames × 2 × float32).
+through the drift, the file, its hash and fsync): what reading the files and the estimate cost.
+Peak memory is the largest Python/numpy allocation traced during one take's alignment, over the
+size of that take in memory (frames × 2 × float32).
 """
 
 from __future__ import annotations
