@@ -933,7 +933,10 @@ class _FineFit:
         centre = float(np.average(self.centres, weights=weights))
         return fitted.turned(centre, self.slope)
 
-    def spectra(self, members: np.ndarray, cross_each: np.ndarray, power_y: np.ndarray) -> _Spectra:
+    def spectra(
+        self, members: np.ndarray | slice, cross_each: np.ndarray, power_y: np.ndarray
+    ) -> _Spectra:
+        """Welch averages over some segments (all of them with ``slice(None)``, no copy)."""
         return _Spectra.of(
             self.segments.power_x(members),
             power_y[members].mean(axis=0),
@@ -988,7 +991,7 @@ class _FineFit:
         """
         # Its line moves by up to the scan's reach: nothing to keep for the next pass.
         cross_each, power_y = self.segments.cross(line, keep=False, reach=SCAN_TURN_REACH)
-        whole = self.spectra(np.arange(len(self.segments.starts)), cross_each, power_y)
+        whole = self.spectra(slice(None), cross_each, power_y)
         times = self.segments.starts + self.segment / 2
         middle = float(np.mean(times))
         reach = float(np.max(np.abs(times - middle)))
@@ -1024,7 +1027,7 @@ class _FineFit:
         polarity, and the standard error of the new line's slope (ppm; 0 when the slope is
         not measured)."""
         cross_each, power_y = self.segments.cross(line)
-        whole = self.spectra(np.arange(len(self.segments.starts)), cross_each, power_y)
+        whole = self.spectra(slice(None), cross_each, power_y)
         # The delay and polarity: those of the device's response (its best linear
         # approximation) over all segments. The first pass searches it around the line the
         # windows were placed on; later ones stay by the response found.

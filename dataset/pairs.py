@@ -562,9 +562,10 @@ def _drift_notes(drift_error_ppm: float | None, pair_frames: int) -> list[str]:
     """A note when the drift's uncertainty could move the pair's ends by half a sample."""
     if drift_error_ppm is None:
         return []
-    # The line is fitted about the pair's middle: two standard errors of its slope move the
-    # ends by this much (nine in ten recordings fall within two, see the README).
-    ends = 2 * drift_error_ppm * 1e-6 * pair_frames / 2
+    # The line is fitted about the pair's middle, half the pair from either end: two standard
+    # errors of its slope (nine in ten recordings fall within two, see the README) move the
+    # ends by 2 · error · pair_frames / 2.
+    ends = drift_error_ppm * 1e-6 * pair_frames
     if ends <= DRIFT_NOTE_SAMPLES:
         return []
     return [
